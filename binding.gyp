@@ -1,0 +1,34 @@
+{
+  "targets": [
+    {
+      "target_name": "sophia_rl",
+      "sources": [
+        "native/addon/addon.cpp",
+        "native/addon/args.cpp",
+        "native/addon/device_buffer.cpp",
+        "native/cpu/threadpool.cpp",
+        "native/cpu/logprobs.cpp",
+        "native/cpu/grpo_loss.cpp",
+        "native/cpu/trust.cpp",
+        "native/cpu/advantages.cpp"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native/include"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_CPP_EXCEPTIONS",
+        "SOPHIA_VERSION=\"<!(node -p \"require('./package.json').version\")\""
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "OTHER_CPLUSPLUSFLAGS": ["-O3"]
+      }
+    }
+  ]
+}
