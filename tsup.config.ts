@@ -10,7 +10,6 @@ export default defineConfig([
     dts: true,
     shims: true,
     sourcemap: true,
-    clean: true,
     target: 'node20',
     banner: ({ format }) =>
       format === 'esm'

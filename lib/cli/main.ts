@@ -1,0 +1,33 @@
+import { Command } from 'commander';
+import { SophiaError } from '../errors';
+import { infoLines } from './info';
+import { smokeKernel } from './smoke';
+
+const program = new Command();
+program.name('sophia').description('Trust-GRPO for multimodal reasoning models (SophiaVL-R1)').showHelpAfterError();
+
+program
+  .command('info')
+  .description('print the backend, device, CUDA versions and CPU threads')
+  .action(() => {
+    console.log(infoLines().join('\n'));
+  });
+
+program
+  .command('start')
+  .description('the main job (until the trainer lands: system info and one checked kernel run)')
+  .action(async () => {
+    console.log(infoLines().join('\n'));
+    const r = await smokeKernel();
+    console.log(`\nkernel check: grpoLoss on N=${r.N}, V=${r.V} (${r.backend}) loss=${r.loss.toFixed(6)}, max |grad - oracle| = ${r.maxGradError.toExponential(2)}: ${r.ok ? 'ok' : 'MISMATCH'}`);
+    if (!r.ok) process.exitCode = 1;
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof SophiaError) {
+    console.error(`sophia: ${err.code}: ${err.message}`);
+  } else {
+    console.error(err);
+  }
+  process.exitCode = 1;
+});

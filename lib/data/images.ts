@@ -1,0 +1,121 @@
+/** Image decoding (PNG, JPEG), resizing into a pixel budget, and PNG encoding, in pure JS. */
+import * as jpeg from 'jpeg-js';
+import { PNG } from 'pngjs';
+import { SophiaError, describe } from '../errors';
+
+/** An 8-bit RGB image, row-major, 3 bytes per pixel. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type ImageFormat = 'png' | 'jpeg';
+
+/** The format told by the first bytes, or null when neither PNG nor JPEG. */
+export function imageFormat(bytes: Uint8Array): ImageFormat | null {
+  if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) return 'png';
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  return null;
+}
+
+function rgbaToRgb(rgba: Uint8Array, width: number, height: number): Uint8Array {
+  const out = new Uint8Array(width * height * 3);
+  for (let p = 0, q = 0; q < out.length; p += 4, q += 3) {
+    out[q] = rgba[p];
+    out[q + 1] = rgba[p + 1];
+    out[q + 2] = rgba[p + 2];
+  }
+  return out;
+}
+
+/** Decodes a PNG or JPEG into RGB (alpha dropped). Throws E_IO naming `what` when the bytes do not decode. */
+export function decodeImage(bytes: Uint8Array, what = 'image'): RgbImage {
+  if (!(bytes instanceof Uint8Array)) throw new SophiaError('E_TYPE', `${what}: expected image bytes (a Buffer or Uint8Array), got ${describe(bytes)}`);
+  const format = imageFormat(bytes);
+  if (format === null) throw new SophiaError('E_IO', `${what}: expected PNG or JPEG bytes, got ${bytes.length} bytes of another or no format`);
+  try {
+    if (format === 'png') {
+      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      return { width: png.width, height: png.height, data: rgbaToRgb(png.data, png.width, png.height) };
+    }
+    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxMemoryUsageInMB: 1024 });
+    if (img.data.length !== img.width * img.height * 3) throw new Error('not an RGB JPEG');
+    return { width: img.width, height: img.height, data: img.data };
+  } catch (err) {
+    throw new SophiaError('E_IO', `${what}: the ${format.toUpperCase()} data is corrupt (${(err as Error).message})`, { cause: err });
+  }
+}
+
+/** Encodes RGB as PNG. */
+export function encodePng(img: RgbImage): Buffer {
+  const png = new PNG({ width: img.width, height: img.height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
+  png.data = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
+  return PNG.sync.write(png, { colorType: 2, inputColorType: 2, inputHasAlpha: false });
+}
+
+/** PNG bytes for any PNG or JPEG input (PNG passes through untouched). */
+export function toPng(bytes: Uint8Array, what = 'image'): Buffer {
+  if (imageFormat(bytes) === 'png') return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return encodePng(decodeImage(bytes, what));
+}
+
+/**
+ * The size that brings width×height into [minPixels, maxPixels] keeping the aspect ratio (as the
+ * reference: scale by sqrt(budget / area), then truncate); the input size when already inside.
+ */
+export function fitPixels(width: number, height: number, minPixels: number, maxPixels: number): [number, number] {
+  let [w, h] = [width, height];
+  if (w * h > maxPixels) {
+    const f = Math.sqrt(maxPixels / (w * h));
+    [w, h] = [Math.max(1, Math.floor(w * f)), Math.max(1, Math.floor(h * f))];
+  }
+  if (w * h < minPixels) {
+    const f = Math.sqrt(minPixels / (w * h));
+    [w, h] = [Math.max(1, Math.floor(w * f)), Math.max(1, Math.floor(h * f))];
+  }
+  return [w, h];
+}
+
+/** Resizes: an area average when shrinking both axes (no aliasing), bilinear otherwise. */
+export function resizeImage(img: RgbImage, width: number, height: number): RgbImage {
+  if (width === img.width && height === img.height) return img;
+  const out = new Uint8Array(width * height * 3);
+  const sx = img.width / width;
+  const sy = img.height / height;
+  const src = img.data;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const o = (y * width + x) * 3;
+      if (sx >= 1 && sy >= 1) {
+        const x0 = Math.floor(x * sx), x1 = Math.max(x0 + 1, Math.floor((x + 1) * sx));
+        const y0 = Math.floor(y * sy), y1 = Math.max(y0 + 1, Math.floor((y + 1) * sy));
+        let r = 0, g = 0, b = 0;
+        for (let yy = y0; yy < y1; yy++) {
+          for (let xx = x0; xx < x1; xx++) {
+            const i = (yy * img.width + xx) * 3;
+            r += src[i];
+            g += src[i + 1];
+            b += src[i + 2];
+          }
+        }
+        const n = (x1 - x0) * (y1 - y0);
+        out[o] = Math.round(r / n);
+        out[o + 1] = Math.round(g / n);
+        out[o + 2] = Math.round(b / n);
+      } else {
+        const fx = Math.min(img.width - 1, Math.max(0, (x + 0.5) * sx - 0.5));
+        const fy = Math.min(img.height - 1, Math.max(0, (y + 0.5) * sy - 0.5));
+        const xa = Math.floor(fx), ya = Math.floor(fy);
+        const xb = Math.min(img.width - 1, xa + 1), yb = Math.min(img.height - 1, ya + 1);
+        const tx = fx - xa, ty = fy - ya;
+        for (let c = 0; c < 3; c++) {
+          const top = src[(ya * img.width + xa) * 3 + c] * (1 - tx) + src[(ya * img.width + xb) * 3 + c] * tx;
+          const bottom = src[(yb * img.width + xa) * 3 + c] * (1 - tx) + src[(yb * img.width + xb) * 3 + c] * tx;
+          out[o + c] = Math.round(top * (1 - ty) + bottom * ty);
+        }
+      }
+    }
+  }
+  return { width, height, data: out };
+}
