@@ -22,5 +22,5 @@ export const THINKING_RM_PROMPT: string =
 
 /** Fills the two slots in one pass, so a question containing "{reasoning}" is not filled twice. */
 export function fillThinkingPrompt(question: string, reasoning: string): string {
-  return THINKING_RM_PROMPT.replace(/\{(question|reasoning)\}/g, (_m, slot: string) => (slot === "question" ? question : reasoning));
+  return THINKING_RM_PROMPT.replace(/\{(question|reasoning)\}/g, (_m, slot: string) => (slot === 'question' ? question : reasoning));
 }

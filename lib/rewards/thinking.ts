@@ -118,6 +118,8 @@ type Attempt =
   | { ok: true; score: number }
   | { ok: false; reason: ThinkingFailure; retryable: boolean; retryAfterMs?: number; detail?: string };
 
+type Scored = { score: number; reason?: ThinkingFailure };
+
 /** Limits work in flight; waiters are served in arrival order. */
 class Semaphore {
   private active = 0;
@@ -168,7 +170,7 @@ export class OpenAIThinkingReward implements ThinkingReward {
   readonly #apiKey: string | undefined;
   private readonly gate: Semaphore;
   private readonly cache = new Map<string, number>();
-  private readonly pending = new Map<string, Promise<number>>();
+  private readonly pending = new Map<string, Promise<Scored>>();
   private counters = { requested: 0, scored: 0, cacheHits: 0, calls: 0, retries: emptyCounts(), failed: emptyCounts() };
 
   constructor(options: OpenAIThinkingRewardOptions) {
@@ -249,49 +251,48 @@ export class OpenAIThinkingReward implements ThinkingReward {
     });
   }
 
-  private scoreBody(body: string): Promise<number> {
+  private async scoreBody(body: string): Promise<number> {
     const key = createHash('sha256').update(body).digest('hex');
     const cached = this.cache.get(key);
     if (cached !== undefined) {
       this.counters.cacheHits++;
       this.counters.scored++;
-      return Promise.resolve(cached);
+      return cached;
     }
-    const inFlight = this.pending.get(key);
-    if (inFlight) {
-      return inFlight.then((score) => {
-        if (!Number.isNaN(score)) {
-          this.counters.cacheHits++;
-          this.counters.scored++;
-        }
-        return score;
-      });
+    const shared = this.pending.get(key);
+    const outcome = await (shared ?? this.startFetch(key, body));
+    if (outcome.reason !== undefined) {
+      this.counters.failed[outcome.reason]++;
+    } else {
+      this.counters.scored++;
+      if (shared) this.counters.cacheHits++;
     }
-    const work = this.fetchScore(body).then((score) => {
+    return outcome.score;
+  }
+
+  /** One chain of requests per distinct body; identical items asked meanwhile share it. */
+  private startFetch(key: string, body: string): Promise<Scored> {
+    const work = this.fetchScore(body).then((outcome) => {
       this.pending.delete(key);
-      if (!Number.isNaN(score) && this.opts.cacheSize > 0) {
+      if (outcome.reason === undefined && this.opts.cacheSize > 0) {
         if (this.cache.size >= this.opts.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
-        this.cache.set(key, score);
+        this.cache.set(key, outcome.score);
       }
-      return score;
+      return outcome;
     });
     this.pending.set(key, work);
     return work;
   }
 
-  private async fetchScore(body: string): Promise<number> {
+  private async fetchScore(body: string): Promise<Scored> {
     for (let attempt = 0; ; attempt++) {
       const result = await this.gate.run(() => this.attempt(body));
-      if (result.ok) {
-        this.counters.scored++;
-        return result.score;
-      }
+      if (result.ok) return { score: result.score };
       const { reason } = result;
       const tooLong = result.retryAfterMs !== undefined && result.retryAfterMs > this.opts.maxRetryAfterMs;
       if (!result.retryable || attempt >= this.opts.maxRetries || tooLong) {
-        this.counters.failed[reason]++;
         this.log(`thinking RM: no score (${reason}${result.detail ? `: ${this.redact(result.detail)}` : ''}) after ${attempt + 1} request(s)`);
-        return NaN;
+        return { score: NaN, reason };
       }
       this.counters.retries[reason]++;
       const backoff = Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** attempt);
