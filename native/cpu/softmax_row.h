@@ -19,7 +19,7 @@ constexpr int64_t kChunk = 2048;
 static inline float exp_neg(float x) {
   float xc = x < -87.f ? -87.f : x;
   float kf = xc * 1.44269504088896341f;
-  float n = (kf - 0.5f + 12582912.f) - 12582912.f;  // floor-ish rounding without libm: n in [-126, 0]
+  float n = (kf + 12582912.f) - 12582912.f;  // round to nearest without libm: n in [-126, 0], |r| <= ln2/2
   float r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   float p = 1.f / 720.f;
   p = p * r + 1.f / 120.f;

@@ -1,0 +1,71 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { addonCandidates, loadBackend, parseDeviceRequest } from '../lib/native';
+import { SophiaError } from '../lib/errors';
+
+const cudaBinary = addonCandidates().cuda.find((p) => fs.existsSync(p));
+const probe = cudaBinary ? (require(cudaBinary) as { cudaStatus(): { usable: boolean } }).cudaStatus() : undefined;
+const gpu = probe?.usable === true;
+
+describe('backend loader', () => {
+  test('SOPHIA_DEVICE values are checked', () => {
+    expect(parseDeviceRequest(undefined)).toBe('auto');
+    expect(parseDeviceRequest(' CUDA ')).toBe('cuda');
+    expect(() => parseDeviceRequest('gpu')).toThrow(expect.objectContaining({ code: 'E_CONFIG', message: expect.stringContaining('"gpu"') }));
+  });
+
+  test('auto picks the CPU backend when no GPU is usable, and says why in one line', () => {
+    if (gpu) return console.log('a GPU is usable here: the no-GPU branch is covered on CPU machines');
+    const b = loadBackend('auto');
+    expect(b.backend).toBe('cpu');
+    expect(b.line).toMatch(/^sophia-rl: using the cpu backend \(auto: .+\) from .+\.node$/);
+    expect(b.line).not.toMatch(/\n/);
+    expect(b.addon.info().threads).toBeGreaterThanOrEqual(1);
+  });
+
+  test('SOPHIA_DEVICE=cuda without a usable GPU fails with E_DEVICE and the reason', () => {
+    if (gpu) return console.log('a GPU is usable here: see cuda-parity tests');
+    let err: unknown;
+    try {
+      loadBackend('cuda');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SophiaError);
+    expect((err as SophiaError).code).toBe('E_DEVICE');
+    expect((err as SophiaError).message).toMatch(cudaBinary ? /no GPU is usable: .+/ : /no CUDA-enabled binary is installed/);
+  });
+
+  test('the CUDA-enabled binary loads without a driver and reports, not crashes', () => {
+    if (!cudaBinary) return console.log('no CUDA-enabled binary was built here (no nvcc): nothing to load');
+    const addon = require(cudaBinary);
+    const info = addon.info();
+    expect(info.variant).toBe('cuda');
+    expect(info.cuda.compiled).toBe(true);
+    if (!gpu) {
+      expect(info.cuda.usable).toBe(false);
+      expect(info.cuda.reason.length).toBeGreaterThan(5);
+      addon.setErrorClass(SophiaError);
+      expect(() => new addon.DeviceBuffer(1024)).toThrow(expect.objectContaining({ code: 'E_DEVICE' }));
+      // Its CPU kernels still work.
+      const r = addon.logprobs({ logits: new Float32Array([0, Math.log(3)]), V: 2, labels: new Int32Array([1]) });
+      expect(r.logp[0]).toBeCloseTo(Math.log(0.75), 6);
+    }
+  });
+
+  test('SOPHIA_DEVICE=cpu loads the CPU binary', () => {
+    const b = loadBackend('cpu');
+    expect(b.backend).toBe('cpu');
+    expect(b.line).toContain('SOPHIA_DEVICE=cpu');
+  });
+
+  test('a missing addon is an E_IO error that says how to build it', () => {
+    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-empty-'));
+    try {
+      expect(() => loadBackend('auto', empty)).toThrow(expect.objectContaining({ code: 'E_IO', message: expect.stringContaining('npm run build:native') }));
+    } finally {
+      fs.rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
