@@ -310,7 +310,7 @@ export class OpenAIThinkingReward implements ThinkingReward {
       const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
       if (this.#apiKey) headers.authorization = `Bearer ${this.#apiKey}`;
       const res = await fetch(this.url, { method: 'POST', headers, body, signal: abort.signal });
-      const text = await this.readBody(res, abort);
+      const text = await this.readBody(res);
       if (text === null) return { ok: false, reason: 'bad_response', retryable: true, detail: `reply over ${this.opts.maxResponseBytes} bytes` };
       if (res.status === 429) return { ok: false, reason: 'http_429', retryable: true, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
       if (res.status >= 500) return { ok: false, reason: 'http_5xx', retryable: true, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')), detail: `HTTP ${res.status}` };
@@ -334,17 +334,14 @@ export class OpenAIThinkingReward implements ThinkingReward {
     }
   }
 
-  /** The body as text, or null past maxResponseBytes; aborts the rest of an oversized body. */
-  private async readBody(res: Response, abort: AbortController): Promise<string | null> {
+  /** The body as text, or null past maxResponseBytes (leaving the loop cancels the rest of the body). */
+  private async readBody(res: Response): Promise<string | null> {
     if (!res.body) return '';
     const chunks: Uint8Array[] = [];
     let size = 0;
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       size += chunk.length;
-      if (size > this.opts.maxResponseBytes) {
-        abort.abort();
-        return null;
-      }
+      if (size > this.opts.maxResponseBytes) return null;
       chunks.push(chunk);
     }
     return Buffer.concat(chunks).toString('utf8');
