@@ -81,11 +81,11 @@ export function addonCandidates(root = packageRoot()): Record<Backend, string[]>
     cpu: [
       path.join(root, 'build-cmake', 'Release', 'sophia_rl.node'),
       path.join(root, 'build', 'Release', 'sophia_rl.node'),
-      path.join(root, 'prebuilds', platformDir, 'sophia-rl.napi.node'),
+      path.join(root, 'prebuilds', platformDir, 'sophia-rl.node'),
     ],
     cuda: [
       path.join(root, 'build-cmake', 'Release', 'sophia_rl_cuda.node'),
-      path.join(root, 'prebuilds', platformDir, 'sophia-rl.cuda.napi.node'),
+      path.join(root, 'prebuilds', platformDir, 'sophia-rl.cuda.node'),
     ],
   };
 }
