@@ -7,8 +7,10 @@
         "native/addon/args.cpp",
         "native/addon/device_buffer.cpp",
         "native/cpu/threadpool.cpp",
-        "native/cpu/logprobs.cpp",
-        "native/cpu/grpo_loss.cpp",
+        "native/cpu/kernels.cpp",
+        "native/cpu/rows_base.cpp",
+        "native/cpu/rows_avx2.cpp",
+        "native/cpu/rows_avx512.cpp",
         "native/cpu/trust.cpp",
         "native/cpu/advantages.cpp"
       ],
@@ -23,11 +25,11 @@
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-trapping-math", "-fno-math-errno", "-fexceptions"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
-        "OTHER_CPLUSPLUSFLAGS": ["-O3"]
+        "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fno-trapping-math", "-fno-math-errno"]
       }
     }
   ]

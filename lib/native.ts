@@ -55,6 +55,8 @@ export interface NativeAddon {
   streamRead(args: Args): { gbps: number; seconds: number; checksum: number };
   cudaCopyBandwidth(args: Args): number;
   synchronize(): void;
+  /** Switches the CPU row kernels between the portable, AVX2 and AVX-512 builds (tests, benchmarks). */
+  setCpuIsa(args: { isa: 'base' | 'avx2' | 'avx512' }): string;
 }
 
 export interface LoadedBackend {

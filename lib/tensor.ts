@@ -11,12 +11,19 @@ export type HostArray = Float32Array | Uint16Array | Int32Array | Uint8Array;
 
 const BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, u8: 1 };
 
+/** The typed array's class name, from any realm (instanceof fails across vm contexts). */
+export function typedArrayKind(data: unknown): string | undefined {
+  return ArrayBuffer.isView(data) ? Object.prototype.toString.call(data).slice(8, -1) : undefined;
+}
+
 function arrayDTypes(data: unknown): DType[] | undefined {
-  if (data instanceof Float32Array) return ['f32'];
-  if (data instanceof Uint16Array) return ['bf16', 'f16'];
-  if (data instanceof Int32Array) return ['i32'];
-  if (data instanceof Uint8Array) return ['u8'];
-  return undefined;
+  switch (typedArrayKind(data)) {
+    case 'Float32Array': return ['f32'];
+    case 'Uint16Array': return ['bf16', 'f16'];
+    case 'Int32Array': return ['i32'];
+    case 'Uint8Array': return ['u8'];
+    default: return undefined;
+  }
 }
 
 function newHostArray(dtype: DType, length: number): HostArray {

@@ -1,5 +1,5 @@
 import { SophiaError, describe } from '../errors';
-import { Tensor } from '../tensor';
+import { Tensor, typedArrayKind } from '../tensor';
 
 /** Checks a [N, V] float logits tensor and returns N and V. */
 export function logitsShape(fn: string, logits: unknown): { N: number; V: number; tensor: Tensor } {
@@ -14,7 +14,7 @@ export function logitsShape(fn: string, logits: unknown): { N: number; V: number
 
 /** Host Int32Array from an Int32Array or an i32 host Tensor. */
 export function int32Host(fn: string, name: string, value: unknown): Int32Array {
-  if (value instanceof Int32Array) return value;
+  if (typedArrayKind(value) === 'Int32Array') return value as Int32Array;
   if (value instanceof Tensor) {
     if (value.dtype !== 'i32') throw new SophiaError('E_DTYPE', `${fn}: ${name} must be i32, got ${value.dtype}`);
     return value.toHost().data as Int32Array;

@@ -701,6 +701,14 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// setCpuIsa({ isa: 'base' | 'avx2' | 'avx512' }): for tests and benchmarks of both CPU code paths.
+static Napi::Value SetCpuIsa(const Napi::CallbackInfo& info) {
+  Args a(info, "setCpuIsa");
+  std::string isa = a.oneOf("isa", "base", {"base", "avx2", "avx512"});
+  if (!cpu::set_isa(isa.c_str())) fail("E_DEVICE", "setCpuIsa: this CPU cannot run the '" + isa + "' kernels");
+  return Napi::String::New(info.Env(), cpu::simd_level());
+}
+
 static Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsFunction())
     throw make_error(info.Env(), "E_TYPE", "setErrorClass: expected a constructor, got " +
@@ -725,6 +733,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("groupAdvantages", Napi::Function::New(env, guarded<GroupAdvantages>, "groupAdvantages"));
   exports.Set("streamRead", Napi::Function::New(env, guarded<StreamRead>, "streamRead"));
   exports.Set("cudaCopyBandwidth", Napi::Function::New(env, guarded<CudaCopyBandwidth>, "cudaCopyBandwidth"));
+  exports.Set("setCpuIsa", Napi::Function::New(env, guarded<SetCpuIsa>, "setCpuIsa"));
   exports.Set("synchronize", Napi::Function::New(env, guarded<Synchronize>, "synchronize"));
   return exports;
 }

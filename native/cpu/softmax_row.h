@@ -1,16 +1,9 @@
-// Row-wise softmax statistics and the softmax gradient row, for the CPU backend.
+// Row-wise softmax statistics and the softmax gradient row, for the CPU backend. Included by
+// row_kernels.inc once per instruction set, inside namespace sophia::cpu::SOPHIA_ISA.
 //
 // One row z = x * invTemp of V entries is read from memory once: it is walked in chunks that
 // stay in L1, each chunk first for its max, then for the rescaled sums. Sums run in 16 lanes
 // so the compiler vectorises them; exp is a polynomial (no libm call inside the loops).
-#pragma once
-#include <cfloat>
-#include <cmath>
-#include <cstdint>
-
-#include "sophia/common.h"
-
-namespace sophia::cpu {
 
 constexpr int kLanes = 16;
 constexpr int64_t kChunk = 2048;
@@ -45,26 +38,32 @@ RowStats row_stats(const typename Elem<D>::T* row, int64_t V, float invTemp) {
   float m = -INFINITY;  // the running max starts at -inf, never 0: all-negative rows stay exact
   float s[kLanes], t[kLanes];  // sum e^(z-m) and sum e^(z-m)(z-m), relative to the running max
   for (int k = 0; k < kLanes; ++k) s[k] = t[k] = 0.f;
-  int bad = 0;
+  bool bad = false;
   for (int64_t c0 = 0; c0 < V; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < V ? c0 + kChunk : V;
-    float cm[kLanes];
-    for (int k = 0; k < kLanes; ++k) cm[k] = -INFINITY;
+    // Per-lane max, and per-lane "saw NaN or +inf" (max of z and of a flag, no branches).
+    float cm[kLanes], flag[kLanes];
+    for (int k = 0; k < kLanes; ++k) cm[k] = -INFINITY, flag[k] = 0.f;
     int64_t j = c0;
     for (; j + kLanes <= c1; j += kLanes) {
       for (int k = 0; k < kLanes; ++k) {
         float z = Elem<D>::load(row, j + k) * invTemp;
-        bad |= !(z <= FLT_MAX);
+        float f = z <= FLT_MAX ? 0.f : 1.f;
+        flag[k] = f > flag[k] ? f : flag[k];
         cm[k] = z > cm[k] ? z : cm[k];
       }
     }
     for (; j < c1; ++j) {
       float z = Elem<D>::load(row, j) * invTemp;
-      bad |= !(z <= FLT_MAX);
+      if (!(z <= FLT_MAX)) flag[0] = 1.f;
       cm[0] = z > cm[0] ? z : cm[0];
     }
     float chunkMax = cm[0];
-    for (int k = 1; k < kLanes; ++k) chunkMax = cm[k] > chunkMax ? cm[k] : chunkMax;
+    for (int k = 1; k < kLanes; ++k) {
+      chunkMax = cm[k] > chunkMax ? cm[k] : chunkMax;
+      bad |= flag[k] != 0.f;
+    }
+    bad |= flag[0] != 0.f;
     if (bad) break;
     if (chunkMax > m) {
       if (m != -INFINITY) {
@@ -77,24 +76,28 @@ RowStats row_stats(const typename Elem<D>::T* row, int64_t V, float invTemp) {
       m = chunkMax;
     }
     if (m == -INFINITY) continue;  // so far every entry is -inf
+    // Chunk-local sums stay in registers; they join the running sums after the chunk.
+    float cs[kLanes], ct[kLanes];
+    for (int k = 0; k < kLanes; ++k) cs[k] = ct[k] = 0.f;
     j = c0;
     for (; j + kLanes <= c1; j += kLanes) {
       for (int k = 0; k < kLanes; ++k) {
         float d = Elem<D>::load(row, j + k) * invTemp - m;
         float e = exp_neg(d);
-        s[k] += e;
-        t[k] += e > 0.f ? e * d : 0.f;  // -inf entries add nothing (never 0 * -inf)
+        cs[k] += e;
+        ct[k] += e * (d > -88.f ? d : -88.f);  // e is exactly 0 below -87: -inf adds 0, never 0 * -inf
       }
     }
     for (; j < c1; ++j) {
       float d = Elem<D>::load(row, j) * invTemp - m;
       float e = exp_neg(d);
-      s[0] += e;
-      t[0] += e > 0.f ? e * d : 0.f;
+      cs[0] += e;
+      ct[0] += e * (d > -88.f ? d : -88.f);
     }
+    for (int k = 0; k < kLanes; ++k) s[k] += cs[k], t[k] += ct[k];
   }
   RowStats r;
-  r.bad = bad != 0;
+  r.bad = bad;
   if (r.bad) {
     r.lse = r.entropy = NAN;
     return r;
@@ -123,18 +126,21 @@ void row_grad(const typename Elem<D>::T* row, typename Elem<D>::T* out, int64_t 
   const float lse = st.lse, H = st.entropy;
   const float gs = g * invTemp, cs = ce * invTemp;
   const float labelZ = Elem<D>::load(row, label) * invTemp;
-  if (ce == 0.f) {
-    for (int64_t j = 0; j < V; ++j) {
-      float p = exp_neg(Elem<D>::load(row, j) * invTemp - lse);
-      Elem<D>::store(out, j, -gs * p);
-    }
+  // p is exactly 0 below -87, so the clamp only keeps 0 * -inf out of the entropy term.
+  auto f = [=](float x) {
+    float lp = x * invTemp - lse;
+    float p = exp_neg(lp);
+    return cs * p * ((lp > -88.f ? lp : -88.f) + H) - gs * p;
+  };
+  // The gradient buffer is either the logits themselves or disjoint from them; each loop form
+  // lets the compiler vectorise without a run-time alias check.
+  using T = typename Elem<D>::T;
+  if (static_cast<const void*>(out) == static_cast<const void*>(row)) {
+    for (int64_t j = 0; j < V; ++j) Elem<D>::store(out, j, f(Elem<D>::load(out, j)));
   } else {
-    for (int64_t j = 0; j < V; ++j) {
-      float lp = Elem<D>::load(row, j) * invTemp - lse;
-      float p = exp_neg(lp);
-      float ent = p > 0.f ? cs * p * (lp + H) : 0.f;
-      Elem<D>::store(out, j, ent - gs * p);
-    }
+    const T* __restrict in = row;
+    T* __restrict o = out;
+    for (int64_t j = 0; j < V; ++j) Elem<D>::store(o, j, f(Elem<D>::load(in, j)));
   }
   // The label's own term, from the label's logit read before the row was overwritten.
   float pl = exp_neg(labelZ - lse);
@@ -142,4 +148,3 @@ void row_grad(const typename Elem<D>::T* row, typename Elem<D>::T* out, int64_t 
   Elem<D>::store(out, label, gs * (1.f - pl) + entL);
 }
 
-}  // namespace sophia::cpu

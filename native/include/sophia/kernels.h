@@ -99,7 +99,10 @@ void group_advantages(const AdvantageArgs& a);
 // Streams `bytes` of memory `iters` times; returns the checksum so the reads are not elided.
 double stream_read(const float* data, int64_t n, int iters);
 int num_threads();
+// The instruction set the row kernels use: "avx2" (x86-64 with AVX2+FMA, picked at load) or "base".
 const char* simd_level();
+// Switches the row kernels ("base" or "avx2"); false if this CPU cannot run the requested one.
+bool set_isa(const char* isa);
 }  // namespace cpu
 
 }  // namespace sophia
