@@ -135,7 +135,6 @@ export class Dataset {
   private readonly source: RawSource;
   private readonly opts: Required<Omit<LoadDatasetOptions, 'registry' | 'imageBaseDir' | 'format' | 'columns'>>;
   private readonly columns: Record<string, DatasetField>;
-  private baseReal: string | null = null;
   private stats: DatasetSummary = { read: 0, yielded: 0, skipped: 0, skippedBy: Object.fromEntries(BAD_ROW_REASONS.map((r) => [r, 0])) as Record<BadRowReason, number>, examples: [] };
 
   /** @internal use loadDataset */
@@ -298,31 +297,42 @@ export class Dataset {
     return out;
   }
 
-  /** Reads an image under the base directory; `..`, absolute paths and symlinks out are refused. */
-  private async readImageFile(rel: string, what: string): Promise<Uint8Array> {
-    const shown = JSON.stringify(rel);
-    if (path.isAbsolute(rel) || rel.includes('\0')) {
-      throw new BadRowError('image_path_escapes', `${what}: path ${shown} must be relative to the image base directory ${this.imageBaseDir}`);
-    }
-    const full = path.resolve(this.imageBaseDir, rel);
-    if (!isInside(this.imageBaseDir, full)) {
-      throw new BadRowError('image_path_escapes', `${what}: path ${shown} escapes the image base directory ${this.imageBaseDir}`);
-    }
-    let real: string;
-    try {
-      this.baseReal ??= await fs.promises.realpath(this.imageBaseDir);
-      real = await fs.promises.realpath(full);
-    } catch (err) {
-      throw new BadRowError('image_missing', `${what}: image file ${shown} not found under ${this.imageBaseDir}`, { cause: err });
-    }
-    if (!isInside(this.baseReal, real)) {
-      throw new BadRowError('image_path_escapes', `${what}: path ${shown} is a link that leads out of the image base directory ${this.imageBaseDir}`);
-    }
-    try {
-      return await fs.promises.readFile(real);
-    } catch (err) {
-      throw new BadRowError('image_missing', `${what}: image file ${shown} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
-    }
+  private readImageFile(rel: string, what: string): Promise<Uint8Array> {
+    return readImageUnder(this.imageBaseDir, rel, what);
+  }
+}
+
+const realBases = new Map<string, string>();
+
+/**
+ * Reads an image file under `baseDir`. A path that is absolute, climbs out with `..`, or is a link
+ * that leads out is refused with BadRowError 'image_path_escapes' (E_IO); `what` names the row.
+ */
+export async function readImageUnder(baseDir: string, rel: string, what: string): Promise<Buffer> {
+  const shown = JSON.stringify(rel);
+  if (path.isAbsolute(rel) || rel.includes('\0')) {
+    throw new BadRowError('image_path_escapes', `${what}: path ${shown} must be relative to the image base directory ${baseDir}`);
+  }
+  const full = path.resolve(baseDir, rel);
+  if (!isInside(baseDir, full)) {
+    throw new BadRowError('image_path_escapes', `${what}: path ${shown} escapes the image base directory ${baseDir}`);
+  }
+  let base: string;
+  let real: string;
+  try {
+    base = realBases.get(baseDir) ?? (await fs.promises.realpath(baseDir));
+    realBases.set(baseDir, base);
+    real = await fs.promises.realpath(full);
+  } catch (err) {
+    throw new BadRowError('image_missing', `${what}: image file ${shown} not found under ${baseDir}`, { cause: err });
+  }
+  if (!isInside(base, real)) {
+    throw new BadRowError('image_path_escapes', `${what}: path ${shown} is a link that leads out of the image base directory ${baseDir}`);
+  }
+  try {
+    return await fs.promises.readFile(real);
+  } catch (err) {
+    throw new BadRowError('image_missing', `${what}: image file ${shown} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
 }
 

@@ -9,6 +9,6 @@ export {
 } from './outcome';
 export { extractThinkingScore } from './extract';
 export {
-  OpenAIThinkingReward, thinkingInput, chatCompletionsUrl, THINKING_FAILURES,
+  OpenAIThinkingReward, thinkingInput, chatCompletionsUrl, listModels, THINKING_FAILURES,
   type ThinkingItem, type ThinkingReward, type ThinkingRewardStats, type ThinkingFailure, type OpenAIThinkingRewardOptions,
 } from './thinking';

@@ -351,3 +351,28 @@ export class OpenAIThinkingReward implements ThinkingReward {
     return this.#apiKey ? text.split(this.#apiKey).join('[redacted]') : text;
   }
 }
+
+/**
+ * The model names an OpenAI-compatible server lists at /v1/models (vLLM serves one), for picking a
+ * default model. E_REMOTE when the server does not answer with a model list.
+ */
+export async function listModels(baseUrl: string, opts: { apiKey?: string; timeoutMs?: number } = {}): Promise<string[]> {
+  const url = chatCompletionsUrl(baseUrl).replace(/\/chat\/completions$/, '/models');
+  const key = opts.apiKey ?? process.env.SOPHIA_RM_API_KEY ?? process.env.OPENAI_API_KEY;
+  let json: unknown;
+  try {
+    const res = await fetch(url, {
+      headers: key ? { authorization: `Bearer ${key}` } : {},
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    json = await res.json();
+  } catch (err) {
+    const why = (err as Error).name === 'TimeoutError' ? 'timed out' : (err as Error).message;
+    throw new SophiaError('E_REMOTE', `listModels: ${url} did not list models (${key ? why.split(key).join('[redacted]') : why}); pass the model name explicitly`);
+  }
+  const data = (json as { data?: { id?: unknown }[] })?.data;
+  const ids = Array.isArray(data) ? data.map((m) => m?.id).filter((id): id is string => typeof id === 'string') : [];
+  if (ids.length === 0) throw new SophiaError('E_REMOTE', `listModels: ${url} answered without any model id; pass the model name explicitly`);
+  return ids;
+}
