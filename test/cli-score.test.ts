@@ -173,3 +173,13 @@ test('input errors are caught before any reward-model call, and leave no output 
   expect(fs.existsSync(out)).toBe(false);
   expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
 });
+
+test('the example in examples/score scores as its README says', async () => {
+  const out = path.join(dir, 'example.jsonl');
+  const example = path.resolve(__dirname, '../examples/score/rollouts.jsonl');
+  const summary = await runScore({ data: example, out, rmUrl: rm.url, groupSize: 4, step: 10, totalSteps: 1500, progress: false });
+  // hand-graded: 1/2 = 0.5, 3/4 wrong, $0.5$ right, no <think> fails the gate; {A,C} right, {A,C,D} wrong, C,A right, A wrong
+  expect(readOut(out).map((r) => r.outcome_reward)).toEqual([1, 0, 1, 0, 1, 0, 1, 0]);
+  expect(summary.thinkingRequested).toBe(8);
+  expect(rm.requests.filter((r) => Array.isArray(r.body.messages[1].content))).toHaveLength(4); // square.png went with group 1
+});

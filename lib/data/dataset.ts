@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { SophiaError, describe } from '../errors';
 import { decodeImage, fitPixels, resizeImage, type RgbImage } from './images';
 
@@ -368,6 +369,12 @@ async function jsonlSource(file: string): Promise<RawSource> {
   return { length: lines.length, chunk: Math.max(1, lines.length), read: async (s, e) => lines.slice(s, e), decode };
 }
 
+// hyparquet reads Snappy itself; these two come from Node's zlib (ZSTD and LZ4 are not read)
+const ZLIB_CODECS = {
+  GZIP: (input: Uint8Array) => new Uint8Array(zlib.gunzipSync(input)),
+  BROTLI: (input: Uint8Array) => new Uint8Array(zlib.brotliDecompressSync(input)),
+};
+
 async function parquetSource(file: string, chunkRows: number): Promise<RawSource> {
   let hp: typeof import('hyparquet');
   try {
@@ -388,7 +395,7 @@ async function parquetSource(file: string, chunkRows: number): Promise<RawSource
     chunk: chunkRows,
     read: async (rowStart, rowEnd) => {
       try {
-        return await hp.parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd, utf8: false });
+        return await hp.parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd, utf8: false, compressors: ZLIB_CODECS });
       } catch (err) {
         throw new SophiaError('E_IO', `loadDataset: ${file} rows ${rowStart}..${rowEnd - 1} do not decode (${(err as Error).message})`, { cause: err });
       }

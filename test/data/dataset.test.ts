@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { PNG } from 'pngjs';
 import { BadRowError, loadDataset, type DatasetRow } from '../../lib/data/dataset';
 
@@ -107,6 +108,18 @@ test('Parquet with embedded {bytes, path} images, read in chunks', async () => {
   expect(rows.map((r) => r.prompt)).toEqual(['<image>q0', '<image>q1', '<image>q2', '<image>q3', '<image>q4', '<image>q5', 'q6']);
   expect(rows.map((r) => r.images.map((i) => `${i.width}x${i.height}`).join())).toEqual(['10x5', '4x4', '10x5', '4x4', '10x5', '4x4', '']);
   expect(rows[4].answer).toBe('<answer>4</answer>');
+  // gzip-compressed pages decode through Node's zlib
+  const gz = parquetWriteBuffer({
+    schema: schema.slice(0, 5).map((e, i) => (i === 0 ? { ...e, num_children: 4 } : e)) as never,
+    codec: 'GZIP',
+    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(zlib.gzipSync(input)) },
+    columnData: [
+      { name: 'problem_id', data: [10, 11] }, { name: 'problem', data: ['a', 'b'] },
+      { name: 'solution', data: ['1', '2'] }, { name: 'problem_type', data: ['numerical', 'OCR'] },
+    ],
+  });
+  const gzRows = await all(await loadDataset(write('gz.parquet', Buffer.from(gz))));
+  expect(gzRows.map((r) => [r.id, r.prompt, r.answer, r.problemType])).toEqual([['10', 'a', '1', 'numerical'], ['11', 'b', '2', 'OCR']]);
   fs.writeFileSync(path.join(dir, 'bad.parquet'), Buffer.from(buf).subarray(0, 100));
   await expect(loadDataset(path.join(dir, 'bad.parquet'))).rejects.toMatchObject({ code: 'E_IO' });
 });

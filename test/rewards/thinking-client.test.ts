@@ -1,6 +1,6 @@
 import { PNG } from 'pngjs';
 import * as jpeg from 'jpeg-js';
-import { OpenAIThinkingReward, chatCompletionsUrl, type ThinkingItem } from '../../lib/rewards/thinking';
+import { OpenAIThinkingReward, chatCompletionsUrl, listModels, type ThinkingItem } from '../../lib/rewards/thinking';
 import { fillThinkingPrompt } from '../../lib/rewards/prompt';
 import { SophiaError } from '../../lib/errors';
 import { startRmServer, userText, type Behaviour, type RecordedRequest, type RmServer } from '../helpers/rm-server';
@@ -229,4 +229,11 @@ test('the API key never appears in logs or errors, and comes from the environmen
       else process.env[name] = value;
     }
   }
+});
+
+test('listModels reads /v1/models, and a server without one is an E_REMOTE error', async () => {
+  const s = await server(() => ({ reply: '<answer>1</answer>' }));
+  expect(await listModels(`${s.url}/v1/chat/completions`)).toEqual(['fake-rm']);
+  await s.close();
+  await expect(listModels(s.url, { apiKey: KEY, timeoutMs: 500 })).rejects.toMatchObject({ code: 'E_REMOTE', message: expect.not.stringContaining(KEY) });
 });
