@@ -166,9 +166,11 @@ test('input errors are caught before any reward-model call, and leave no output 
   await expect(runScore({ ...base, data: five })).rejects.toThrow(/has 5 rollout lines; expected a positive multiple of the group size 4/);
   await expect(runScore({ ...base, data: five, totalSteps: undefined })).rejects.toMatchObject({ code: 'E_CONFIG' });
   const escaping = writeRollouts(ROLLOUTS.slice(4, 8).map(([l]) => ({ ...l, image: '../../etc/hostname' })));
-  await expect(runScore({ ...base, data: escaping })).rejects.toMatchObject({ code: 'E_IO', message: expect.stringMatching(/rollouts\.jsonl line 1: path "\.\.\/\.\.\/etc\/hostname" escapes the image base directory/) });
+  await expect(runScore({ ...base, data: escaping })).rejects.toMatchObject({ code: 'E_IO', message: expect.stringMatching(/rollouts\.jsonl rollout 1: path "\.\.\/\.\.\/etc\/hostname" escapes the image base directory/) });
   const badType = writeRollouts(ROLLOUTS.slice(0, 4).map(([l], i) => (i === 2 ? { ...l, response: 5 } : l)));
   await expect(runScore({ ...base, data: badType })).rejects.toThrow(/rollout 3: response must be a string, got 5/);
+  const unknownType = writeRollouts(ROLLOUTS.slice(0, 4).map(([l], i) => (i === 1 ? { ...l, problem_type: 'chess' } : l)));
+  await expect(runScore({ ...base, data: unknownType })).rejects.toThrow(/rollout 2: outcomeReward: problemType "chess" is unknown/);
   expect(rm.requests).toHaveLength(0);
   expect(fs.existsSync(out)).toBe(false);
   expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);

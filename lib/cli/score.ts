@@ -176,7 +176,14 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
   const scoreChunk = async (chunk: Rollout[], firstLine: number): Promise<void> => {
     const n = chunk.length;
     const outcome = Float32Array.from(
-      await Promise.all(chunk.map((r) => outcomeReward({ response: r.response, groundTruth: r.answer, problemType: r.problemType }, { mode }))),
+      await Promise.all(
+        chunk.map((r, i) =>
+          outcomeReward({ response: r.response, groundTruth: r.answer, problemType: r.problemType }, { mode }).catch((err: unknown) => {
+            if (!(err instanceof SophiaError)) throw err;
+            throw new SophiaError(err.code, `score: ${opts.data} rollout ${firstLine + i + 1}: ${err.message}`, { cause: err });
+          }),
+        ),
+      ),
     );
     const needed = mode === 'reference' ? thinkingNeeded(outcome, { groupSize: G }, { mode: 'reference' }) : new Uint8Array(n).fill(1);
     const asked: number[] = [];
@@ -188,7 +195,7 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
       items.push({
         question: r.prompt,
         response: thinkingInput(r.response, mode),
-        image: r.image === undefined ? undefined : await imageBytes(r.image, imageBase, `score: ${opts.data} line ${firstLine + i + 1}`),
+        image: r.image === undefined ? undefined : await imageBytes(r.image, imageBase, `score: ${opts.data} rollout ${firstLine + i + 1}`),
       });
     }
     // responses the reference code never sends to the reward model get Rt = 0, as there

@@ -356,6 +356,8 @@ function equalUnderMaths(gt: string, given: string, deadline: number): boolean {
   return agreed >= (names.length === 0 ? 1 : 3);
 }
 
+const MAX_ANSWER_CHARS = 2000;
+
 /**
  * True when `pred` is mathematically equivalent to `groundTruth` under the reference grader's rules:
  * both normalisations, tuples and intervals element-wise, unreduced fractions must match exactly, an
@@ -370,6 +372,8 @@ export function gradeAnswer(pred: string, groundTruth: string, opts: GradeOption
   if (!(timeoutMs > 0)) throw new SophiaError('E_RANGE', `gradeAnswer: timeoutMs must be > 0, got ${describe(timeoutMs)}`);
 
   if (normalizeMathd(groundTruth) === normalizeMathd(pred)) return true;
+  // no real answer is this long; the LaTeX rewrite is not worth its cost on a runaway response
+  if (pred.length > MAX_ANSWER_CHARS || groundTruth.length > MAX_ANSWER_CHARS) return false;
   const gt = normalizeAnswer(groundTruth);
   const given = normalizeAnswer(pred);
   if (gt === given) return true;

@@ -135,7 +135,7 @@ describe('every fault ends in a retry or a counted NaN, never a hang, a crash or
     expect(rm.stats.failed[reason as keyof typeof rm.stats.failed]).toBe(1);
     expect(rm.stats.scored).toBe(0);
     expect(s.requests).toHaveLength(calls);
-    expect(Date.now() - t0).toBeLessThan(3 * 300 + 1000);
+    expect(Date.now() - t0).toBeLessThan(4000); // 3 tries of 300 ms and short backoffs: bounded, not hung
   });
 
   test('a server that is gone → NaN counted as network', async () => {
