@@ -40,3 +40,6 @@ export {
 export { trustRewards, thinkingNeeded, type TrustInputs, type TrustOptions, type TrustResult, type TrustMode, type SameGroupOptions } from './ops/trust';
 export { groupAdvantages, type AdvantageInputs, type AdvantageOptions } from './ops/advantages';
 export type { Grouping } from './ops/common';
+export * from './rewards';
+export * from './data';
+export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from './cli/score';

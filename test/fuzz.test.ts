@@ -64,6 +64,7 @@ const cases: Record<string, Case> = {
       inplace: () => ['no', 1],
       advantagesPer: () => ['row', 1],
       V: () => [undefined, ...badPositive, V - 1],
+      gradOut: () => ['x', 3, {}, new Float32Array(N * V - 1), new Uint16Array(N * V), new Float64Array(N * V)],
     },
   },
   trustRewards: {

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
+import { registerScore } from './score';
 import { smokeKernel } from './smoke';
 
 const program = new Command();
@@ -22,6 +23,8 @@ program
     console.log(`\nkernel check: grpoLoss on N=${r.N}, V=${r.V} (${r.backend}) loss=${r.loss.toFixed(6)}, max |grad - oracle| = ${r.maxGradError.toExponential(2)}: ${r.ok ? 'ok' : 'MISMATCH'}`);
     if (!r.ok) process.exitCode = 1;
   });
+
+registerScore(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof SophiaError) {

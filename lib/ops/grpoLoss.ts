@@ -23,6 +23,11 @@ export interface GrpoLossInputs {
   seqStarts: Int32Array;
   /** [N] 1 = token counts, 0 = ignored (Uint8Array), or non-negative weights (Float32Array). */
   mask?: Uint8Array | Float32Array;
+  /**
+   * Where to write d loss / d logits: a [N, V] tensor of the logits' dtype and device, reused across
+   * calls (a fresh N·V buffer per call costs its page faults on first touch). Default: a new buffer.
+   */
+  gradOut?: Tensor;
 }
 
 export interface GrpoLossOptions {
@@ -87,6 +92,13 @@ function prepare(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefined, asyn
       throw new SophiaError('E_SHAPE', `${fn}: labels must have N = ${shape.N} elements (one per logits row), got ${labels.length}`);
     Object.assign(args, { logits: shape.tensor.nativeData, dtype: shape.tensor.dtype, V: shape.V, labels });
   }
+  if (inputs.gradOut !== undefined) {
+    const g = inputs.gradOut;
+    if (!(g instanceof Tensor)) throw new SophiaError('E_TYPE', `${fn}: gradOut must be a Tensor, got ${describe(g)}`);
+    if (shape && (g.dtype !== shape.tensor.dtype || g.shape.length !== 2 || g.shape[0] !== shape.N || g.shape[1] !== shape.V))
+      throw new SophiaError('E_SHAPE', `${fn}: gradOut must be a ${shape.tensor.dtype} tensor of shape [${shape.N}, ${shape.V}] like the logits, got ${g.dtype} [${g.shape.join(', ')}]`);
+    args.gradOut = g.nativeData;
+  }
   Object.assign(args, {
     logp: inputs.logp,
     oldLogp: inputs.oldLogp,
@@ -98,13 +110,14 @@ function prepare(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefined, asyn
   return { args, shape };
 }
 
-function finish(raw: unknown, shape: { N: number; V: number; tensor: Tensor } | undefined, inplace: boolean): GrpoLossResult {
+function finish(raw: unknown, shape: { N: number; V: number; tensor: Tensor } | undefined, inplace: boolean, gradOut?: Tensor): GrpoLossResult {
   const r = raw as { loss: number; metrics: GrpoLossMetrics; gradLogits?: Float32Array | Uint16Array | DeviceBuffer; gradLogp?: Float32Array };
   const out: GrpoLossResult = { loss: r.loss, metrics: r.metrics };
   if (r.gradLogp) out.gradLogp = r.gradLogp;
   if (r.gradLogits && shape) {
     const { N, V, tensor } = shape;
-    if (inplace) out.gradLogits = tensor;
+    if (gradOut) out.gradLogits = gradOut;
+    else if (inplace) out.gradLogits = tensor;
     else if (ArrayBuffer.isView(r.gradLogits)) out.gradLogits = Tensor.from(r.gradLogits, [N, V], tensor.dtype);
     else out.gradLogits = Tensor.fromDeviceBuffer(r.gradLogits, [N, V], tensor.dtype);
   }
@@ -117,11 +130,11 @@ function finish(raw: unknown, shape: { N: number; V: number; tensor: Tensor } | 
  */
 export async function grpoLoss(inputs: GrpoLossInputs, opts?: GrpoLossOptions): Promise<GrpoLossResult> {
   const { args, shape } = prepare(inputs, opts, true);
-  return finish(await addon().grpoLoss(args), shape, opts?.inplace === true);
+  return finish(await addon().grpoLoss(args), shape, opts?.inplace === true, inputs.gradOut);
 }
 
 /** As grpoLoss(), on the calling thread. */
 export function grpoLossSync(inputs: GrpoLossInputs, opts?: GrpoLossOptions): GrpoLossResult {
   const { args, shape } = prepare(inputs, opts, false);
-  return finish(addon().grpoLoss(args), shape, opts?.inplace === true);
+  return finish(addon().grpoLoss(args), shape, opts?.inplace === true, inputs.gradOut);
 }

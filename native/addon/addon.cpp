@@ -387,11 +387,33 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   h->onDevice = in.logits.onDevice;
   h->hasLogits = hasLogits;
 
+  // gradOut: a caller-owned gradient buffer, reused across calls (no allocation, no page faults).
+  View gradOut;
+  if (a.has("gradOut")) {
+    if (!(hasLogits && backward))
+      fail("E_CONFIG", a.name("gradOut") + " needs logits and backward: true (it receives d loss / d logits)");
+    if (inplace) fail("E_CONFIG", a.name("gradOut") + " and inplace: true both say where the gradient goes; pass one");
+    gradOut = a.array("gradOut", in.dtype == DType::F32 ? napi_float32_array : napi_uint16_array, true, true);
+    if (gradOut.length != N * in.V)
+      fail("E_SHAPE", a.name("gradOut") + " must have N*V = " + std::to_string(N * in.V) + " elements like the logits, got " +
+                          std::to_string(gradOut.length));
+    if (gradOut.onDevice != in.logits.onDevice)
+      fail("E_DEVICE", a.name("gradOut") + " must be on the same device as the logits");
+    const uint8_t* g0 = static_cast<const uint8_t*>(gradOut.data);
+    const uint8_t* l0 = static_cast<const uint8_t*>(in.logits.data);
+    const int64_t span = N * in.V * dtype_size(in.dtype);
+    if (g0 != l0 && g0 < l0 + span && l0 < g0 + span)
+      fail("E_CONFIG", a.name("gradOut") + " partly overlaps the logits; pass the logits buffer itself (inplace) or a separate one");
+  }
+
   Napi::Object gradObj;
   if (backward && hasLogits) {
     int64_t bytes = N * in.V * dtype_size(in.dtype);
     h->gradBytes = bytes;
-    if (inplace) {
+    if (gradOut.present) {
+      gradObj = gradOut.holder;
+      k.gradLogits = gradOut.data;
+    } else if (inplace) {
       gradObj = in.logits.holder;
       k.gradLogits = in.logits.data;
     } else if (h->onDevice) {
@@ -401,8 +423,14 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
       // Not zero-filled: the kernel writes every element (0 for masked rows).
       void* mem = bytes > 0 ? std::malloc(size_t(bytes)) : nullptr;
       if (bytes > 0 && !mem) fail("E_RANGE", "grpoLoss: cannot allocate " + std::to_string(bytes) + " bytes for gradLogits");
-      Napi::ArrayBuffer ab = bytes > 0 ? Napi::ArrayBuffer::New(env, mem, size_t(bytes), [](Napi::Env, void* p) { std::free(p); })
+      // V8 is told about the external bytes so that large gradients drive garbage collection.
+      Napi::ArrayBuffer ab = bytes > 0 ? Napi::ArrayBuffer::New(env, mem, size_t(bytes),
+                                                                [bytes](Napi::Env e, void* p) {
+                                                                  std::free(p);
+                                                                  Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+                                                                })
                                        : Napi::ArrayBuffer::New(env, 0);
+      if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
       if (in.dtype == DType::F32) gradObj = Napi::Float32Array::New(env, size_t(N * in.V), ab, 0);
       else gradObj = Napi::Uint16Array::New(env, size_t(N * in.V), ab, 0);
       k.gradLogits = mem;
