@@ -595,8 +595,9 @@ export interface GrpoCaseSpec {
   withRef?: boolean;
   /** Fraction of logits set to −inf (never the label). */
   negInf?: number;
-  /** Given logits [N, V] (before rounding to dtype) instead of random ones. */
+  /** Given logits [N, V] (before rounding to dtype) and labels instead of random ones. */
   src?: Float32Array;
+  labels?: Int32Array;
 }
 
 export interface GrpoCase {
@@ -634,7 +635,7 @@ export function randomGrpoCase(rng: Rng, spec: GrpoCaseSpec): GrpoCase {
   let logp: Float64Array;
   if (V !== undefined) {
     const src = spec.src ?? new Float32Array(N * V);
-    labels = Int32Array.from({ length: N }, () => rng.int(0, V - 1));
+    labels = spec.labels ?? Int32Array.from({ length: N }, () => rng.int(0, V - 1));
     for (let t = 0; t < N && !spec.src; t++) {
       const sigma = rng.uniform(0.5, 3);
       const offset = rng.uniform(-10, 10);
