@@ -96,6 +96,7 @@ function checkOracle(name: string, c: GrpoCase, res: GrpoLossResult, dtype: Floa
 
 const N_FOR_V: Record<number, number> = { 1: 8, 7: 12, 4096: 8, 32000: 4, 151936: 3 };
 
+
 function randomOpts(rng: Rng): GrpoLossOptions {
   const agg = rng.pick(LOSS_AGGS);
   const o: GrpoLossOptions = { lossAgg: agg };
@@ -289,6 +290,20 @@ describe('kinks and clamps, exact expectations (logp variant, one token, token-m
     expect(kl('k3', 25).gradLogp![0]).toBe(0);
     expect(kl('k3', 0.5).metrics.klLoss).toBeCloseTo(Math.exp(-0.5) - 0.5, 6); // klLoss is the KL itself
   });
+  test('label on a −inf entry: logp −inf, log-ratio clamped at −20, k3 clamped at 10, zero gradient', () => {
+    for (const dtype of DTYPES) {
+      const r = grpoLossSync(
+        { logits: tensorOf([0, -Infinity, 1], [1, 3], dtype), labels: Int32Array.of(1), oldLogp: Float32Array.of(-1), refLogp: Float32Array.of(-1), advantages: Float32Array.of(1), seqStarts: Int32Array.of(0, 1) },
+        { klCoef: 0.1, klType: 'k3' },
+      );
+      // pg = max(−e^−20, −0.8) = −e^−20; KL = 10; ℓ = −e^−20 + 0.1·10
+      expect(r.loss).toBeCloseTo(1 - Math.exp(-20), 6);
+      expect(r.metrics.klLoss).toBe(10);
+      expect(r.metrics.ppoKl).toBe(20);
+      expect(r.metrics.nonFinite).toBe(0);
+      expect(Array.from(gradValues(r.gradLogits!), Math.abs)).toEqual([0, 0, 0]);
+    }
+  });
   test('logits variant: a clipped row has an exactly zero gradient (no KL, no entropy)', () => {
     const logits = tensorOf([1, 2, 0.5, -1], [1, 4]);
     const lse = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(0.5) + Math.exp(-1));
@@ -463,6 +478,22 @@ describe('grpoLoss edge cases', () => {
     checkOracle('extreme', cc, res, dtype);
     const g = gradValues(res.gradLogits!);
     for (let i = 0; i < N * V; i++) if (cc.oracle.x![i] === -Infinity) expect(Math.abs(g[i])).toBe(0);
+  });
+});
+
+describe('concurrency', () => {
+  test('many async calls in flight, with sync calls meanwhile, match the sync results', async () => {
+    const rng = root.fork('concurrency');
+    const cases = Array.from({ length: 8 }, (_, k) =>
+      randomGrpoCase(rng, { N: 6, V: k % 2 ? 4096 : 300, dtype: rng.pick(DTYPES), B: 2, opts: randomOpts(rng), withRef: true, mask: 'u8' }));
+    const pending = [...cases, ...cases].map((c) => grpoLoss(c.inputs, c.opts));
+    const sync = cases.map((c) => grpoLossSync(c.inputs, c.opts)); // on the main thread while the pool is busy
+    const all = await Promise.all(pending);
+    all.forEach((r, i) => {
+      const s = sync[i % cases.length];
+      expect(r.loss).toBe(s.loss);
+      expect(sameBytes(r.gradLogits!.data, s.gradLogits!.data)).toBe(true);
+    });
   });
 });
 
