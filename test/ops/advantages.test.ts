@@ -72,7 +72,7 @@ describe('groupAdvantages (hand-computed)', () => {
   });
 });
 
-describe('groupAdvantages vs the float64 oracle (random)', () => {
+describe(`groupAdvantages vs the float64 oracle (random) [seed ${SEED}]`, () => {
   for (const scale of ['group', 'batch', 'none'] as const) {
     test(scale, () => {
       const rng = root.fork(`random ${scale}`);

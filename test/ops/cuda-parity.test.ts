@@ -103,7 +103,7 @@ function checkPair(msg: string, c: GrpoCase, cpu: GrpoLossResult, gpu: GrpoLossR
   expectClose('gradLogits gpu vs oracle', msg, g, o.gradLogits!, (i) => unit(i, o.gradLogits![i]));
 }
 
-gpuDescribe('CUDA vs CPU: logprobs', () => {
+gpuDescribe(`CUDA vs CPU: logprobs [seed ${SEED}]`, () => {
   const N_FOR_V: Record<number, number> = { 1: 64, 7: 300, 4096: 64, 32000: 16, 151936: 6 };
   for (const V of [1, 7, 4096, 32000, 151936]) {
     test.each(DTYPES)(`V=${V} %s`, async (dtype) => {
@@ -154,7 +154,7 @@ gpuDescribe('CUDA vs CPU: logprobs', () => {
   });
 });
 
-gpuDescribe('CUDA vs CPU: grpoLoss forward and gradient', () => {
+gpuDescribe(`CUDA vs CPU: grpoLoss forward and gradient [seed ${SEED}]`, () => {
   const N_FOR_V: Record<number, number> = { 1: 32, 7: 64, 4096: 16, 32000: 6, 151936: 3 };
   for (const V of [1, 7, 4096, 32000, 151936]) {
     test.each(DTYPES)(`V=${V} %s, random options`, async (dtype) => {

@@ -112,7 +112,7 @@ function randomOpts(rng: Rng): GrpoLossOptions {
   return o;
 }
 
-describe('grpoLoss vs the float64 oracle, every V and dtype', () => {
+describe(`grpoLoss vs the float64 oracle, every V and dtype [seed ${SEED}]`, () => {
   for (const V of [1, 7, 4096, 32000, 151936]) {
     for (const dtype of DTYPES) {
       test(`V=${V} ${dtype}: forward, backward, backward off, in place, sync = async`, async () => {
@@ -145,7 +145,7 @@ describe('grpoLoss vs the float64 oracle, every V and dtype', () => {
   }
 });
 
-describe('grpoLoss options: every lossAgg × klType, with and without entropy, dual clip, temperature', () => {
+describe(`grpoLoss options: every lossAgg × klType, with and without entropy, dual clip, temperature [seed ${SEED}]`, () => {
   for (const lossAgg of LOSS_AGGS) {
     for (const klType of KL_TYPES) {
       test(`${lossAgg} ${klType}`, async () => {
@@ -175,7 +175,7 @@ describe('grpoLoss options: every lossAgg × klType, with and without entropy, d
   }
 });
 
-describe('gradients against finite differences of the oracle (f32, N ≤ 6, V ≤ 7)', () => {
+describe(`gradients against finite differences of the oracle (f32, N ≤ 6, V ≤ 7) [seed ${SEED}]`, () => {
   function fdCheck(name: string, c: GrpoCase, res: GrpoLossResult) {
     const msg = where(`${name}: ${c.describe}`);
     const o = grpoOracle(c.oracle, c.opts);
@@ -359,7 +359,7 @@ describe('aggregation: hand-computed cases (logp variant, ratio 1, no KL: ℓ = 
   });
 });
 
-describe('grpoLoss edge cases', () => {
+describe(`grpoLoss edge cases [seed ${SEED}]`, () => {
   test.each(DTYPES)('masked tokens are never read: NaN logits and out-of-range labels there are ignored, gradient row exactly 0 (%s)', async (dtype) => {
     const rng = root.fork(`masked ${dtype}`);
     for (const maskKind of ['u8', 'f32'] as const) {
@@ -481,7 +481,7 @@ describe('grpoLoss edge cases', () => {
   });
 });
 
-describe('concurrency', () => {
+describe(`concurrency [seed ${SEED}]`, () => {
   test('many async calls in flight, with sync calls meanwhile, match the sync results', async () => {
     const rng = root.fork('concurrency');
     const cases = Array.from({ length: 8 }, (_, k) =>
@@ -497,7 +497,7 @@ describe('concurrency', () => {
   });
 });
 
-describe('advantages per sequence or per token', () => {
+describe(`advantages per sequence or per token [seed ${SEED}]`, () => {
   test('B == N with longer sequences needs advantagesPer; both readings match the oracle', async () => {
     const rng = root.fork('advantagesPer');
     for (const advPer of ['sequence', 'token'] as const) {
@@ -561,6 +561,12 @@ describe('grpoLoss argument errors (code and argument name)', () => {
     ['unknown lossAgg', () => [good(), { lossAgg: 'sum' as 'token-mean' }], 'E_CONFIG', /lossAgg/],
     ['oldLogp of the wrong type', () => [{ ...good(), oldLogp: new Float64Array(3) }, {}], 'E_DTYPE', /oldLogp/],
     ['labels of the wrong type', () => [{ ...good(), labels: new Float32Array(3) }, {}], 'E_TYPE', /labels/],
+    ['logits not a Tensor', () => [{ ...good(), logits: new Float32Array(12) }, {}], 'E_TYPE', /logits/],
+    ['logits not 2-D', () => [{ ...good(), logits: tensorOf(new Float32Array(12), [12]) }, {}], 'E_SHAPE', /logits/],
+    ['integer logits', () => [{ ...good(), logits: Tensor.from(new Int32Array(12), [3, V]) }, {}], 'E_DTYPE', /logits/],
+    ['negative klCoef', () => [good(), { klCoef: -0.1 }], 'E_RANGE', /klCoef/],
+    ['unknown advantagesPer', () => [good(), { advantagesPer: 'row' as 'token' }], 'E_CONFIG', /advantagesPer/],
+    ['per-token advantages of the wrong length with advantagesPer token', () => [{ ...good(), advantages: new Float32Array(2) }, { advantagesPer: 'token' }], 'E_SHAPE', /advantages/],
   ];
   test.each(cases)('%s', async (_name, make, code, names) => {
     const [inputs, opts] = make();

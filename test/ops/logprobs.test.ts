@@ -48,7 +48,7 @@ function check(name: string, x: Float64Array, N: number, V: number, labels: Int3
 
 const N_FOR_V: Record<number, number> = { 1: 6, 7: 11, 4096: 6, 32000: 3, 151936: 2 };
 
-describe('logprobs vs the float64 oracle', () => {
+describe(`logprobs vs the float64 oracle [seed ${SEED}]`, () => {
   for (const V of [1, 7, 4096, 32000, 151936]) {
     for (const dtype of DTYPES) {
       test(`V=${V} ${dtype}`, async () => {
@@ -107,7 +107,7 @@ describe('logprobs vs the float64 oracle', () => {
   });
 });
 
-describe('logprobs edge cases', () => {
+describe(`logprobs edge cases [seed ${SEED}]`, () => {
   test.each(DTYPES)('−inf entries (in-vocabulary masking), %s', (dtype: FloatDType) => {
     const rng = root.fork(`-inf ${dtype}`);
     for (const V of [7, 4096]) {

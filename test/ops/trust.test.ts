@@ -160,7 +160,7 @@ describe('trustRewards, reference preset (hand-computed)', () => {
   });
 });
 
-describe('thinkingNeeded', () => {
+describe(`thinkingNeeded [seed ${SEED}]`, () => {
   const outcome = f32([1, 0.95, 0.9, 0, 0.3, 1, 0.05, 0, 0.1, 0.15, 0.5, 0.2]);
   test('paper mode: every response', () => {
     expect(Array.from(thinkingNeeded(outcome, { groupSize: 3 }))).toEqual(new Array(12).fill(1));
@@ -187,7 +187,7 @@ describe('thinkingNeeded', () => {
   });
 });
 
-describe('trustRewards vs the float64 oracle (random groups)', () => {
+describe(`trustRewards vs the float64 oracle (random groups) [seed ${SEED}]`, () => {
   for (const mode of ['paper', 'reference'] as const) {
     test(mode, () => {
       const rng = root.fork(`random ${mode}`);
