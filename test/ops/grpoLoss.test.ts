@@ -383,6 +383,19 @@ describe(`grpoLoss edge cases [seed ${SEED}]`, () => {
     }
   });
 
+  // Known failure (reported): the aggregation weight m/Σm is stored in fp32 and underflows to 0 for a
+  // tiny non-zero weight, so the kernel treats an active token as masked.
+  test('a tiny non-zero float mask weight still makes the token active (label checked, NaN counted)', () => {
+    const inputs = (labels: Int32Array) => ({
+      logits: tensorOf([0, 0, NaN, NaN], [2, 2]), labels, oldLogp: new Float32Array(2), advantages: Float32Array.of(1),
+      seqStarts: Int32Array.of(0, 2), mask: Float32Array.of(10, 1e-45),
+    });
+    expectError(() => grpoLossSync(inputs(Int32Array.of(0, 7)), {}), 'E_RANGE', /labels\[1\]/);
+    const r = grpoLossSync(inputs(Int32Array.of(0, 1)), {});
+    expect(r.metrics.nonFinite).toBe(1);
+    expect(r.loss).toBeNaN();
+  });
+
   test.each(LOSS_AGGS)('a fully masked batch: loss 0, metrics 0, zero gradient, no NaN (%s)', async (lossAgg) => {
     for (const dtype of DTYPES) {
       for (const mask of [new Uint8Array(4), new Float32Array(4)]) {
