@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     la.logits = logits, la.dtype = DType::BF16, la.N = N, la.V = V, la.labels = dLabels, la.logp = dOut, la.entropy = dOut + N;
     GrpoLossArgs ga;
     ga.logits = logits, ga.dtype = DType::BF16, ga.N = N, ga.V = V, ga.labels = dLabels, ga.oldLogp = dOld, ga.refLogp = dRef;
-    ga.adv = dAdv, ga.weight = dW, ga.coefs.klCoef = 0.04f, ga.coefs.entropyCoef = 1e-3f, ga.coefs.hasRef = true;
+    ga.adv = dAdv, ga.weight = dW, ga.mask = dW, ga.coefs.klCoef = 0.04f, ga.coefs.entropyCoef = 1e-3f, ga.coefs.hasRef = true;
     ga.tokLoss = dOut, ga.tokPg = dOut + N, ga.tokKl = dOut + 2 * N, ga.tokEntropy = dOut + 3 * N, ga.tokLogRatio = dOut + 4 * N;
     ga.tokClipped = dClip;
 
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
     }
     GrpoLossArgs ca = ga;
     ca.logits = hostRows.data(), ca.N = K, ca.labels = kl.data(), ca.oldLogp = kOld.data(), ca.refLogp = kRef.data();
-    ca.adv = kAdv.data(), ca.weight = kW.data(), ca.gradLogits = cGrad.data();
+    ca.adv = kAdv.data(), ca.weight = kW.data(), ca.mask = kW.data(), ca.gradLogits = cGrad.data();
     ca.tokLoss = cLoss.data(), ca.tokPg = cPg.data(), ca.tokKl = cKl.data(), ca.tokEntropy = cEnt.data(), ca.tokLogRatio = cR.data();
     ca.tokClipped = cClip.data();
     cpu::grpo_loss(ca);

@@ -120,9 +120,9 @@ static void expect_length(const Args& a, const char* key, const View& v, int64_t
     fail("E_SHAPE", a.name(key) + " must have " + std::to_string(n) + " elements (" + what + "), got " + std::to_string(v.length));
 }
 
-static void check_labels(const Args& a, const int32_t* labels, int64_t N, int64_t V, const std::vector<float>* weight) {
+static void check_labels(const Args& a, const int32_t* labels, int64_t N, int64_t V, const std::vector<float>* mask) {
   for (int64_t t = 0; t < N; ++t) {
-    if (weight && (*weight)[t] == 0.f) continue;  // masked tokens are never read
+    if (mask && (*mask)[t] == 0.f) continue;  // masked tokens are never read
     if (labels[t] < 0 || labels[t] >= V)
       fail("E_RANGE", a.name("labels") + "[" + std::to_string(t) + "] must be in [0, " + std::to_string(V) + "), got " +
                           std::to_string(labels[t]));
@@ -225,6 +225,7 @@ enum class Agg { TokenMean, SeqMeanTokenMean, SeqMeanTokenSum, SeqMeanTokenSumNo
 
 struct GrpoHost {  // everything the kernel and the reduction need, owned for the async lifetime
   std::vector<float> weight, mask, adv;
+  std::vector<double> weight64;  // the same weights unrounded, for the reduction
   std::vector<float> tokLoss, tokPg, tokKl, tokEnt, tokR;
   std::vector<uint8_t> tokClip;
   GrpoLossArgs k;
@@ -336,6 +337,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
     }
   }
   h->weight.assign(size_t(N), 0.f);
+  h->weight64.assign(size_t(N), 0.0);
   {
     double total = 0;
     int64_t active = 0;
@@ -357,10 +359,11 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
           }
         }
         h->weight[t] = float(w);
+        h->weight64[t] = w;
       }
     }
   }
-  if (hasLogits) check_labels(a, static_cast<const int32_t*>(labels.data), N, in.V, &h->weight);
+  if (hasLogits) check_labels(a, static_cast<const int32_t*>(labels.data), N, in.V, &h->mask);
   h->adv.resize(size_t(N));
   const float* advIn = static_cast<const float*>(adv.data);
   for (int64_t b = 0; b < B; ++b)
@@ -380,6 +383,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   k.refLogp = refLogp.present ? static_cast<const float*>(refLogp.data) : nullptr;
   k.adv = h->adv.data();
   k.weight = h->weight.data();
+  k.mask = h->mask.data();
   k.coefs = c;
   k.tokLoss = h->tokLoss.data(), k.tokPg = h->tokPg.data(), k.tokKl = h->tokKl.data();
   k.tokEntropy = hasLogits ? h->tokEnt.data() : nullptr;
@@ -461,6 +465,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
     d.refLogp = up(2, k.refLogp);
     d.adv = up(3, k.adv);
     d.weight = up(4, k.weight);
+    d.mask = up(10, k.mask);
     d.tokLoss = s.as<float>(5 * n4), d.tokPg = s.as<float>(6 * n4), d.tokKl = s.as<float>(7 * n4);
     d.tokEntropy = s.as<float>(8 * n4), d.tokLogRatio = s.as<float>(9 * n4);
     d.tokClipped = s.as<uint8_t>(11 * n4);
@@ -484,7 +489,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
     for (int64_t t = 0; t < k.N; ++t) {
       double m = h->mask[t];
       if (m == 0) continue;
-      double w = h->weight[t];
+      double w = h->weight64[t];
       if (!std::isfinite(k.tokLoss[t])) ++nonFinite;
       loss += w * k.tokLoss[t];
       pg += w * k.tokPg[t];

@@ -82,7 +82,7 @@ void grpo_loss(const GrpoLossArgs& a) {
   // The log-prob-only variant: O(N), no rows to read.
   for (int64_t t = 0; t < a.N; ++t) {
     const float w = a.weight[t];
-    if (w == 0.f) {
+    if (a.mask[t] == 0.f) {
       a.tokLoss[t] = a.tokPg[t] = a.tokKl[t] = a.tokLogRatio[t] = 0.f;
       a.tokClipped[t] = 0;
       if (a.gradLogp) a.gradLogp[t] = 0.f;

@@ -17,7 +17,7 @@ __global__ void __launch_bounds__(kThreads) grpo_kernel(GrpoLossArgs a, bool vec
   T* out = a.gradLogits ? static_cast<T*>(a.gradLogits) + t * a.V : nullptr;
   const float w = a.weight[t];
 
-  if (w == 0.f) {  // masked: never read, gradient 0
+  if (a.mask[t] == 0.f) {  // masked: never read, gradient 0
     if (threadIdx.x == 0) {
       a.tokLoss[t] = a.tokPg[t] = a.tokKl[t] = a.tokEntropy[t] = a.tokLogRatio[t] = 0.f;
       a.tokClipped[t] = 0;
@@ -88,7 +88,7 @@ __global__ void grpo_logp_kernel(GrpoLossArgs a) {
   int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= a.N) return;
   float w = a.weight[t];
-  if (w == 0.f) {
+  if (a.mask[t] == 0.f) {
     a.tokLoss[t] = a.tokPg[t] = a.tokKl[t] = a.tokLogRatio[t] = 0.f;
     a.tokClipped[t] = 0;
     if (a.gradLogp) a.gradLogp[t] = 0.f;

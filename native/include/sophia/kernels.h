@@ -34,7 +34,8 @@ struct GrpoLossArgs {
   const float* oldLogp = nullptr;  // [N]
   const float* refLogp = nullptr;  // [N] or null
   const float* adv = nullptr;      // [N]
-  const float* weight = nullptr;   // [N] aggregation weight, 0 where masked
+  const float* weight = nullptr;   // [N] aggregation weight d loss / d loss_t
+  const float* mask = nullptr;     // [N] the caller's mask: 0 = token ignored (weight may underflow to 0 while active)
   GrpoCoefs coefs;
 
   void* gradLogits = nullptr;  // [N, V] in dtype, may alias logits; null = forward only
