@@ -87,33 +87,29 @@ static void* host_bytes(const Napi::CallbackInfo& info, const char* fn, int64_t 
   return static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
 }
 
-Napi::Value DeviceBuffer::CopyFrom(const Napi::CallbackInfo& info) {
+// Both directions share the checks; only the copy differs.
+static void copy_whole(const Napi::CallbackInfo& info, DeviceBuffer& b, bool toDevice) {
+  const char* fn = toDevice ? "DeviceBuffer.copyFrom" : "DeviceBuffer.copyTo";
   try {
-    void* dst = live("DeviceBuffer.copyFrom: the buffer");
-    void* src = host_bytes(info, "DeviceBuffer.copyFrom", bytes_);
+    void* dev = b.live(std::string(fn) + ": the buffer");
+    void* host = host_bytes(info, fn, b.bytes());
 #ifdef SOPHIA_WITH_CUDA
-    if (bytes_ > 0) cuda::copy_h2d(dst, src, bytes_);
+    if (b.bytes() > 0) toDevice ? cuda::copy_h2d(dev, host, b.bytes()) : cuda::copy_d2h(host, dev, b.bytes());
 #else
-    (void)dst, (void)src;
+    (void)dev, (void)host;
 #endif
   } catch (const Error& e) {
     make_error(info.Env(), e.code, e.what()).ThrowAsJavaScriptException();
   }
+}
+
+Napi::Value DeviceBuffer::CopyFrom(const Napi::CallbackInfo& info) {
+  copy_whole(info, *this, true);
   return info.Env().Undefined();
 }
 
 Napi::Value DeviceBuffer::CopyTo(const Napi::CallbackInfo& info) {
-  try {
-    void* src = live("DeviceBuffer.copyTo: the buffer");
-    void* dst = host_bytes(info, "DeviceBuffer.copyTo", bytes_);
-#ifdef SOPHIA_WITH_CUDA
-    if (bytes_ > 0) cuda::copy_d2h(dst, src, bytes_);
-#else
-    (void)dst, (void)src;
-#endif
-  } catch (const Error& e) {
-    make_error(info.Env(), e.code, e.what()).ThrowAsJavaScriptException();
-  }
+  copy_whole(info, *this, false);
   return info.Env().Undefined();
 }
 

@@ -1,6 +1,5 @@
 import { groupAdvantages } from '../../lib/ops/advantages';
-import { SophiaError } from '../../lib/errors';
-import { Rng, advantagesOracle, expectClose, groupsOf, testSeed } from './oracle';
+import { Rng, advantagesOracle, expectClose, groupsOf, testSeed, expectError } from './oracle';
 
 // Tolerance: f32 outputs of a float64 computation on f32 rewards: relative 1e-6 plus 1e-7.
 const TOL = (exp: ArrayLike<number>) => (i: number) => 1e-6 * Math.abs(exp[i]) + 1e-7;
@@ -10,18 +9,6 @@ const root = new Rng(SEED);
 const where = (what: string) => `seed ${SEED}, ${what}`;
 const f32 = (xs: number[]) => Float32Array.from(xs);
 const near = (got: Float32Array, exp: number[]) => expectClose('advantages', 'hand-computed', got, exp, TOL(exp));
-
-function expectError(fn: () => unknown, code: string, names: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(SophiaError);
-  expect((err as SophiaError).code).toBe(code);
-  expect((err as SophiaError).message).toMatch(names);
-}
 
 describe('groupAdvantages (hand-computed)', () => {
   const s3 = Math.sqrt(1 / 3); // unbiased std of [1, 0, 1, 0]

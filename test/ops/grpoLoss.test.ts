@@ -1,10 +1,8 @@
 import { grpoLoss, grpoLossSync, type GrpoLossOptions, type GrpoLossResult } from '../../lib/ops/grpoLoss';
-import { SophiaError } from '../../lib/errors';
 import { Tensor, tensorOf } from '../../lib/tensor';
 import {
   DTYPES, KL_TYPES, LOSS_AGGS, Rng, expectClose, expectScalar, finiteDiff, gradValues, grpoOracle, logitsTensor,
-  randomGrpoCase, sameBytes, testSeed, type FloatDType, type GrpoCase, type GrpoOracleResult, type GrpoCaseSpec,
-} from './oracle';
+  randomGrpoCase, sameBytes, testSeed, type FloatDType, type GrpoCase, type GrpoOracleResult, type GrpoCaseSpec, expectError } from './oracle';
 
 // Tolerances. fp32 error unit of a token's logp / entropy: AT·(1 + max|z| of its row) (fp32 rounding grows
 // with the logits' magnitude); RT relative on f32 values. Loss and metrics: those units propagated through
@@ -20,18 +18,6 @@ const FD_RTOL = 2e-5;
 const SEED = testSeed('grpoLoss.test');
 const root = new Rng(SEED);
 const where = (what: string) => `seed ${SEED}, ${what}`;
-
-function expectError(fn: () => unknown, code: string, names: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(SophiaError);
-  expect((err as SophiaError).code).toBe(code);
-  expect((err as SophiaError).message).toMatch(names);
-}
 
 /** Runs the sync and async variants and checks they agree to the byte. */
 async function runBoth(inputs: GrpoCase['inputs'], opts: GrpoLossOptions): Promise<GrpoLossResult> {

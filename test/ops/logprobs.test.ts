@@ -1,9 +1,7 @@
 import { logprobs, logprobsSync } from '../../lib/ops/logprobs';
-import { SophiaError } from '../../lib/errors';
 import { Tensor, tensorOf } from '../../lib/tensor';
 import {
-  DTYPES, Rng, expectClose, logitsTensor, logprobsOracle, quantize, sameBytes, testSeed, type FloatDType,
-} from './oracle';
+  DTYPES, Rng, expectClose, logitsTensor, logprobsOracle, quantize, sameBytes, testSeed, type FloatDType, expectError } from './oracle';
 
 // Tolerances (logp and entropy are fp32 outputs for every input dtype; the oracle reads the rounded
 // inputs): |got − exp| ≤ RTOL·|exp| + ATOL·(1 + max|z| of the row). fp32 rounding of z, lse and the
@@ -15,18 +13,6 @@ const tol = (exp: ArrayLike<number>, mag: ArrayLike<number>) => (i: number) => R
 const SEED = testSeed('logprobs.test');
 const root = new Rng(SEED);
 const where = (what: string) => `seed ${SEED}, ${what}`;
-
-function expectError(fn: () => unknown, code: string, names: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(SophiaError);
-  expect((err as SophiaError).code).toBe(code);
-  expect((err as SophiaError).message).toMatch(names);
-}
 
 /** Random rows: normal with a random scale and offset; for V ≥ 4096 row 1 ascends (the max moves every chunk). */
 function randomLogits(rng: Rng, N: number, V: number): Float32Array {

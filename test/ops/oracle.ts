@@ -3,6 +3,7 @@
  * trust weights / advantages (method.md §1.4–1.7, §2), plus the seeded random inputs the op tests use.
  * Written from the documents, not from the native code.
  */
+import { SophiaError } from '../../lib/errors';
 import { bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16, Tensor } from '../../lib/tensor';
 
 export type FloatDType = 'f32' | 'bf16' | 'f16';
@@ -680,4 +681,17 @@ export function randomGrpoCase(rng: Rng, spec: GrpoCaseSpec): GrpoCase {
     opts,
     describe: `N=${N} V=${V ?? 'logp'} B=${B} ${dtype} mask=${spec.mask ?? 'none'} adv=${perToken ? 'token' : 'sequence'} opts=${JSON.stringify(opts)}`,
   };
+}
+
+/** Expects `fn` to throw a SophiaError with this code and a message matching `names`. */
+export function expectError(fn: () => unknown, code: string, names: RegExp): void {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(SophiaError);
+  expect((err as SophiaError).code).toBe(code);
+  expect((err as SophiaError).message).toMatch(names);
 }

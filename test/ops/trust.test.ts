@@ -1,6 +1,5 @@
 import { thinkingNeeded, trustRewards, type TrustOptions, type TrustResult } from '../../lib/ops/trust';
-import { SophiaError } from '../../lib/errors';
-import { Rng, expectClose, groupsOf, testSeed, thinkingNeededOracle, trustOracle } from './oracle';
+import { Rng, expectClose, groupsOf, testSeed, thinkingNeededOracle, trustOracle, expectError } from './oracle';
 
 // Tolerance: outputs are f32 (inputs f32, means and weights in float64): relative 1e-6 plus 1e-7.
 const TOL = (exp: ArrayLike<number>) => (i: number) => 1e-6 * Math.abs(exp[i]) + 1e-7;
@@ -9,18 +8,6 @@ const SEED = testSeed('trust.test');
 const root = new Rng(SEED);
 const where = (what: string) => `seed ${SEED}, ${what}`;
 const f32 = (xs: number[]) => Float32Array.from(xs);
-
-function expectError(fn: () => unknown, code: string, names: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(SophiaError);
-  expect((err as SophiaError).code).toBe(code);
-  expect((err as SophiaError).message).toMatch(names);
-}
 
 /** Compares every output with hand-computed values (NaN must be NaN). */
 function expectTrust(r: TrustResult, exp: { rewards: number[]; gamma: number[]; weight: number[]; muC: number[]; muW: number[]; anneal?: number }) {
