@@ -83,10 +83,16 @@ describe.each(['f32', 'bf16', 'f16'] as const)('CPU builds agree (%s)', (dtype) 
       for (let j = 0; j < V; j++) expect(r.grad[6 * V + j]).toBe(0); // masked row
       const base = results[0];
       expect(Math.abs(r.g.loss - base.g.loss)).toBeLessThan(1e-6);
-      let maxDiff = 0;
-      for (let i = 0; i < r.grad.length; i++) maxDiff = Math.max(maxDiff, Math.abs(r.grad[i] - base.grad[i]));
-      // Builds differ only in FMA contraction and summation order; gradients round to the output dtype.
-      expect(maxDiff).toBeLessThan(dtype === 'f32' ? 1e-7 : 1e-3 * 0.05);
+      let maxDiff = 0, maxAbs = 0;
+      for (let i = 0; i < r.grad.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(r.grad[i] - base.grad[i]));
+        maxAbs = Math.max(maxAbs, Math.abs(base.grad[i]));
+      }
+      // Builds differ only in FMA contraction and summation order: a few fp32 ulps of lse, which
+      // scale every p_j, so the difference is relative to the gradient's size. bf16/f16 gradients
+      // may also round to a neighbouring value of the output dtype.
+      const tol = dtype === 'f32' ? 1e-5 * maxAbs : 2 ** -7 * maxAbs;
+      expect(maxDiff).toBeLessThanOrEqual(tol);
     }
     console.log(`${dtype}: compared ${isas.join(', ')}`);
   });
