@@ -20,6 +20,28 @@ function run(cmd, args, extraEnv = {}) {
   execFileSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...env, ...extraEnv } });
 }
 
+// npm also runs a "prebuild" script as the pre-hook of `npm run build`. Making the release binaries
+// on every build is not wanted, so when the npm command that started us was `build`, stop here.
+function npmCommandArgs() {
+  let pid = process.ppid;
+  for (let depth = 0; depth < 6 && pid > 1; depth++) {
+    try {
+      // npm sets its process title, so its arguments may come as one string ("npm run build").
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim().split(/\s+/);
+      if (argv.some((a) => /(^|\/)npm(-cli\.js)?$/.test(a))) return argv;
+      pid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+const npmArgs = npmCommandArgs();
+if (npmArgs && npmArgs.includes('build') && !npmArgs.includes('prebuild')) {
+  console.log('prebuild: skipped (npm runs it before `npm run build`); use `npm run prebuild` to make the release binaries');
+  process.exit(0);
+}
+
 const t0 = Date.now();
 run(bin('prebuildify'), ['--napi', '--strip', `--target=${process.versions.node}`]);
 const cpu = path.join(outDir, 'sophia-rl.node');
