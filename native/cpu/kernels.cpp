@@ -80,22 +80,7 @@ double stream_read(const float* data, int64_t n, int iters) { return SOPHIA_DISP
 void grpo_loss(const GrpoLossArgs& a) {
   if (a.logits) return SOPHIA_DISPATCH(grpo_rows, a);
   // The log-prob-only variant: O(N), no rows to read.
-  for (int64_t t = 0; t < a.N; ++t) {
-    const float w = a.weight[t];
-    if (a.mask[t] == 0.f) {
-      a.tokLoss[t] = a.tokPg[t] = a.tokKl[t] = a.tokLogRatio[t] = 0.f;
-      a.tokClipped[t] = 0;
-      if (a.gradLogp) a.gradLogp[t] = 0.f;
-      continue;
-    }
-    TokenLoss tl = token_loss(a.logpIn[t], a.oldLogp[t], a.refLogp ? a.refLogp[t] : 0.f, a.adv[t], a.coefs);
-    a.tokLoss[t] = tl.loss;
-    a.tokPg[t] = tl.pg;
-    a.tokKl[t] = tl.kl;
-    a.tokLogRatio[t] = tl.logRatio;
-    a.tokClipped[t] = tl.clipped ? 1 : 0;
-    if (a.gradLogp) a.gradLogp[t] = w * tl.dLogp;
-  }
+  for (int64_t t = 0; t < a.N; ++t) grpo_logp_token(a, t);
 }
 
 int num_threads() { return ThreadPool::instance().size(); }

@@ -86,22 +86,7 @@ __global__ void __launch_bounds__(kThreads) grpo_kernel(GrpoLossArgs a, bool vec
 // The log-prob-only variant: one thread per token.
 __global__ void grpo_logp_kernel(GrpoLossArgs a) {
   int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= a.N) return;
-  float w = a.weight[t];
-  if (a.mask[t] == 0.f) {
-    a.tokLoss[t] = a.tokPg[t] = a.tokKl[t] = a.tokLogRatio[t] = 0.f;
-    a.tokClipped[t] = 0;
-    if (a.gradLogp) a.gradLogp[t] = 0.f;
-    return;
-  }
-  float ref = a.refLogp ? a.refLogp[t] : 0.f;
-  TokenLoss tl = token_loss(a.logpIn[t], a.oldLogp[t], ref, a.adv[t], a.coefs);
-  a.tokLoss[t] = tl.loss;
-  a.tokPg[t] = tl.pg;
-  a.tokKl[t] = tl.kl;
-  a.tokLogRatio[t] = tl.logRatio;
-  a.tokClipped[t] = tl.clipped ? 1 : 0;
-  if (a.gradLogp) a.gradLogp[t] = w * tl.dLogp;
+  if (t < a.N) grpo_logp_token(a, t);
 }
 
 template <DType D>

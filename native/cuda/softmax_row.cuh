@@ -102,10 +102,7 @@ __device__ __forceinline__ void for_row(const typename Elem<D>::T* row, int64_t 
   }
 }
 
-// Block-wide merge of every thread's Online; the result is returned to all threads.
-__device__ __forceinline__ Online block_merge(Online o) {
-  __shared__ float sm[32], ss[32], st[32];
-  __shared__ int sb[32];
+__device__ __forceinline__ Online warp_merge(Online o) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
     Online other;
@@ -115,20 +112,20 @@ __device__ __forceinline__ Online block_merge(Online o) {
     other.bad = __shfl_xor_sync(0xffffffffu, o.bad, off);
     o = online_merge(o, other);
   }
+  return o;
+}
+
+// Block-wide merge of every thread's Online; the result is returned to all threads.
+__device__ __forceinline__ Online block_merge(Online o) {
+  __shared__ float sm[32], ss[32], st[32];
+  __shared__ int sb[32];
+  o = warp_merge(o);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   if (lane == 0) sm[warp] = o.m, ss[warp] = o.s, st[warp] = o.t, sb[warp] = o.bad;
   __syncthreads();
   if (warp == 0) {
     Online w = lane < warps ? Online{sm[lane], ss[lane], st[lane], sb[lane]} : Online{-INFINITY, 0.f, 0.f, 0};
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      Online other;
-      other.m = __shfl_xor_sync(0xffffffffu, w.m, off);
-      other.s = __shfl_xor_sync(0xffffffffu, w.s, off);
-      other.t = __shfl_xor_sync(0xffffffffu, w.t, off);
-      other.bad = __shfl_xor_sync(0xffffffffu, w.bad, off);
-      w = online_merge(w, other);
-    }
+    w = warp_merge(w);
     if (lane == 0) sm[0] = w.m, ss[0] = w.s, st[0] = w.t, sb[0] = w.bad;
   }
   __syncthreads();

@@ -50,6 +50,23 @@ struct GrpoLossArgs {
   uint8_t* tokClipped = nullptr;
 };
 
+// One token of the log-prob-only variant (no logits to read): the same code on both backends.
+SOPHIA_HD void grpo_logp_token(const GrpoLossArgs& a, int64_t t) {
+  if (a.mask[t] == 0.f) {
+    a.tokLoss[t] = a.tokPg[t] = a.tokKl[t] = a.tokLogRatio[t] = 0.f;
+    a.tokClipped[t] = 0;
+    if (a.gradLogp) a.gradLogp[t] = 0.f;
+    return;
+  }
+  TokenLoss tl = token_loss(a.logpIn[t], a.oldLogp[t], a.refLogp ? a.refLogp[t] : 0.f, a.adv[t], a.coefs);
+  a.tokLoss[t] = tl.loss;
+  a.tokPg[t] = tl.pg;
+  a.tokKl[t] = tl.kl;
+  a.tokLogRatio[t] = tl.logRatio;
+  a.tokClipped[t] = tl.clipped ? 1 : 0;
+  if (a.gradLogp) a.gradLogp[t] = a.weight[t] * tl.dLogp;
+}
+
 // Trust weights (method.md §1.4-1.6, §2). Groups are given as offsets: group g owns
 // responses groupStarts[g] .. groupStarts[g+1]-1 (the addon builds them from groupSize or groupIds,
 // with `order` mapping position -> response index so groups need not be contiguous).
