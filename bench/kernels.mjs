@@ -32,25 +32,22 @@ function time(fn) {
 }
 
 // The same maths written plainly in JavaScript (what a user would write without the addon).
+function jsRowLse(logits, V, t) {
+  let m = -Infinity;
+  for (let j = 0; j < V; j++) m = Math.max(m, logits[t * V + j]);
+  let sum = 0;
+  for (let j = 0; j < V; j++) sum += Math.exp(logits[t * V + j] - m);
+  return m + Math.log(sum);
+}
 function jsLogprobs(logits, V, labels, rows) {
   const out = new Float64Array(rows);
-  for (let t = 0; t < rows; t++) {
-    let m = -Infinity;
-    for (let j = 0; j < V; j++) m = Math.max(m, logits[t * V + j]);
-    let sum = 0;
-    for (let j = 0; j < V; j++) sum += Math.exp(logits[t * V + j] - m);
-    out[t] = logits[t * V + labels[t]] - m - Math.log(sum);
-  }
+  for (let t = 0; t < rows; t++) out[t] = logits[t * V + labels[t]] - jsRowLse(logits, V, t);
   return out;
 }
 function jsGrpoFwdBwd(logits, V, labels, old, adv, rows, grad) {
   let loss = 0;
   for (let t = 0; t < rows; t++) {
-    let m = -Infinity;
-    for (let j = 0; j < V; j++) m = Math.max(m, logits[t * V + j]);
-    let sum = 0;
-    for (let j = 0; j < V; j++) sum += Math.exp(logits[t * V + j] - m);
-    const lse = m + Math.log(sum);
+    const lse = jsRowLse(logits, V, t);
     const ratio = Math.exp(Math.min(20, Math.max(-20, logits[t * V + labels[t]] - lse - old[t])));
     const pg1 = -adv[t] * ratio, pg2 = -adv[t] * Math.min(1.2, Math.max(0.8, ratio));
     loss += Math.max(pg1, pg2) / rows;

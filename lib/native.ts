@@ -54,7 +54,6 @@ export interface NativeAddon {
   groupAdvantages(args: Args): unknown;
   streamRead(args: Args): { gbps: number; seconds: number; checksum: number };
   cudaCopyBandwidth(args: Args): number;
-  synchronize(): void;
   /** Switches the CPU row kernels between the portable, AVX2 and AVX-512 builds (tests, benchmarks). */
   setCpuIsa(args: { isa: 'base' | 'avx2' | 'avx512' }): string;
 }

@@ -230,7 +230,6 @@ struct GrpoHost {  // everything the kernel and the reduction need, owned for th
   std::vector<uint8_t> tokClip;
   GrpoLossArgs k;
   bool onDevice = false, hasLogits = false;
-  int64_t gradBytes = 0;
 };
 
 static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
@@ -413,7 +412,6 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   Napi::Object gradObj;
   if (backward && hasLogits) {
     int64_t bytes = N * in.V * dtype_size(in.dtype);
-    h->gradBytes = bytes;
     if (gradOut.present) {
       gradObj = gradOut.holder;
       k.gradLogits = gradOut.data;
@@ -681,13 +679,6 @@ static Napi::Value CudaCopyBandwidth(const Napi::CallbackInfo& info) {
 #endif
 }
 
-static Napi::Value Synchronize(const Napi::CallbackInfo& info) {
-#ifdef SOPHIA_WITH_CUDA
-  cuda::synchronize();
-#endif
-  return info.Env().Undefined();
-}
-
 static Napi::Object cuda_status_object(Napi::Env env) {
   Napi::Object r = Napi::Object::New(env);
 #ifdef SOPHIA_WITH_CUDA
@@ -767,7 +758,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("streamRead", Napi::Function::New(env, guarded<StreamRead>, "streamRead"));
   exports.Set("cudaCopyBandwidth", Napi::Function::New(env, guarded<CudaCopyBandwidth>, "cudaCopyBandwidth"));
   exports.Set("setCpuIsa", Napi::Function::New(env, guarded<SetCpuIsa>, "setCpuIsa"));
-  exports.Set("synchronize", Napi::Function::New(env, guarded<Synchronize>, "synchronize"));
   return exports;
 }
 

@@ -78,8 +78,6 @@ void release(void* p) noexcept {
 
 void copy_h2d(void* dst, const void* src, int64_t bytes) { SOPHIA_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyHostToDevice)); }
 void copy_d2h(void* dst, const void* src, int64_t bytes) { SOPHIA_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToHost)); }
-void copy_d2d(void* dst, const void* src, int64_t bytes) { SOPHIA_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToDevice)); }
-void synchronize() { SOPHIA_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 double copy_bandwidth(int64_t bytes, int iters) {
   void* a = alloc(bytes);

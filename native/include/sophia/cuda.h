@@ -28,8 +28,6 @@ void* alloc(int64_t bytes);
 void release(void* p) noexcept;
 void copy_h2d(void* dst, const void* src, int64_t bytes);
 void copy_d2h(void* dst, const void* src, int64_t bytes);
-void copy_d2d(void* dst, const void* src, int64_t bytes);
-void synchronize();
 
 void logprobs(const LogprobsArgs& a);
 void grpo_loss(const GrpoLossArgs& a);
