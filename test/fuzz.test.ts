@@ -18,7 +18,9 @@ const badPositive = [0, -1, NaN, Infinity, -Infinity, ...notNumbers];
 const notArrays = ['x', 1, {}, [1, 2], true, null, 10n];
 
 // For each entry point: a valid call, and per key the values that must make it fail.
-type Case = { valid: () => Record<string, unknown>; bad: Record<string, () => unknown[]>; async?: boolean };
+// `coupled`: keys whose bad values can cancel each other out (bf16 logits with dtype 'bf16', a V that
+// matches a shorter labels array, ...). The random-combination test changes at most one key per set.
+type Case = { valid: () => Record<string, unknown>; bad: Record<string, () => unknown[]>; async?: boolean; coupled?: string[][] };
 
 const logits = () => new Float32Array(N * V).map(() => rand() * 4 - 2);
 const labels = () => new Int32Array(N).map(() => Math.floor(rand() * V));
@@ -27,6 +29,7 @@ const f32 = (n: number) => new Float32Array(n).map(() => rand() - 0.5);
 const cases: Record<string, Case> = {
   logprobs: {
     async: true,
+    coupled: [['logits', 'V', 'labels', 'dtype']],
     valid: () => ({ logits: logits(), V, labels: labels(), temperature: 0.7, entropy: true }),
     bad: {
       logits: () => [undefined, ...notArrays, new Float64Array(N * V), new Int32Array(N * V), new Float32Array(N * V - 1), new Uint16Array(N * V)],
@@ -39,6 +42,7 @@ const cases: Record<string, Case> = {
   },
   grpoLoss: {
     async: true,
+    coupled: [['logits', 'V', 'labels', 'oldLogp', 'refLogp', 'mask', 'gradOut'], ['seqStarts', 'advantages', 'advantagesPer'], ['lossAgg', 'maxLen']],
     valid: () => ({
       logits: logits(), V, labels: labels(), oldLogp: f32(N), refLogp: f32(N), advantages: f32(B),
       seqStarts: new Int32Array([0, 2, N]), mask: new Uint8Array(N).fill(1), klCoef: 0.04, entropyCoef: 0.001,
@@ -68,6 +72,7 @@ const cases: Record<string, Case> = {
     },
   },
   trustRewards: {
+    coupled: [['outcome', 'thinking', 'groupSize', 'groupIds']],
     valid: () => ({ outcome: new Float32Array([1, 0, 1, 0]), thinking: new Float32Array([0.5, 0.2, NaN, 0.9]), groupSize: 2, step: 3, T: 10 }),
     bad: {
       outcome: () => [undefined, ...notArrays, new Float64Array(4), new Float32Array([1, NaN, 0, 0]), new Float32Array([Infinity, 0, 0, 0])],
@@ -85,6 +90,7 @@ const cases: Record<string, Case> = {
     },
   },
   thinkingNeeded: {
+    coupled: [['outcome', 'groupSize']],
     valid: () => ({ outcome: new Float32Array([1, 0, 0.3, 0]), groupSize: 2, mode: 'reference' }),
     bad: {
       outcome: () => [undefined, ...notArrays, new Float32Array([NaN, 0, 0, 0]), new Int32Array(4)],
@@ -94,6 +100,7 @@ const cases: Record<string, Case> = {
     },
   },
   groupAdvantages: {
+    coupled: [['rewards', 'groupSize', 'groupIds']],
     valid: () => ({ rewards: new Float32Array([1, 0, 0.5, 0.25]), groupSize: 2, scale: 'group', eps: 1e-6 }),
     bad: {
       rewards: () => [undefined, ...notArrays, new Float32Array([NaN, 1, 1, 1]), new Float64Array(4)],
@@ -153,8 +160,12 @@ describe('addon boundary fuzz', () => {
       const keys = Object.keys(c.bad);
       const args: Record<string, unknown> = c.valid();
       const k = 1 + Math.floor(rand() * 3);
+      const changed: string[] = [];
       for (let j = 0; j < k; j++) {
         const key = pick(keys);
+        const clash = (c.coupled ?? []).some((set) => set.includes(key) && changed.some((o) => o !== key && set.includes(o)));
+        if (clash) continue;
+        changed.push(key);
         args[key] = pick(c.bad[key]());
       }
       args.async = c.async ? rand() < 0.5 : false;
