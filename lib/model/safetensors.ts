@@ -65,7 +65,7 @@ const shapeText = (shape: readonly unknown[]): string => `[${shape.join(', ')}]`
  * at any point leaves the previous file as it was and removes the temp file.
  *
  * The header lists tensors by name; the data is laid out by element size (largest first), then
- * name, as the HuggingFace writer does, so every tensor starts aligned to its element size.
+ * name (the HuggingFace writer also orders by dtype), so every tensor starts aligned to its element size.
  */
 export async function writeSafetensors(file: string, tensors: SafeTensorInput[], metadata?: Record<string, string>): Promise<void> {
   if (typeof file !== 'string' || file.length === 0) throw new SophiaError('E_TYPE', `writeSafetensors: file must be a path, got ${describe(file)}`);
