@@ -45,6 +45,9 @@ export interface SyntheticProblem {
   image: RgbImage;
 }
 
+/** All the judge and the perturbations need of a problem. */
+export type TaskAndScene = Pick<SyntheticProblem, 'task' | 'scene'>;
+
 export interface GenerateOptions {
   /** Seed of the stream (a safe integer). */
   seed: number;
@@ -280,7 +283,7 @@ const TARGET_FORMS: Record<QuestionKind, readonly KindForm[]> = {
 };
 
 /** Checks a problem handed in by a caller (the judge's and the perturbations' input). */
-export function checkProblem(fn: string, problem: unknown): asserts problem is SyntheticProblem {
+export function checkProblem(fn: string, problem: unknown): asserts problem is TaskAndScene {
   if (problem === null || typeof problem !== 'object') throw new SophiaError('E_TYPE', `${fn}: problem must be a synthetic problem object, got ${describe(problem)}`);
   const p = problem as Partial<SyntheticProblem>;
   const task = p.task as Partial<SyntheticTask> | undefined;

@@ -1,0 +1,19 @@
+export { createRng, hashString, type Rng } from './random';
+export {
+  COLORS, SHAPES, PALETTE, BACKGROUNDS, sampleScene, renderScene, covers,
+  type Color, type Shape, type Background, type SceneObject, type SceneOptions,
+} from './scene';
+export {
+  TASK_VOCABULARY, parseKind, kindParts, countKind, formatStep, formatThink, parseStep, parseThink,
+  type Kind, type Step, type ParsedStep,
+} from './grammar';
+export {
+  QUESTION_KINDS, MAX_QUESTION_CHARS, MAX_THINK_CHARS, generateProblems, goldSteps, goldResponse, answerOfSteps, questionOf,
+  makeProblem, problemKey, checkProblem,
+  type QuestionKind, type SyntheticTask, type TaskAndScene, type SyntheticProblem, type GenerateOptions, type Split, type Difficulty, type ProblemType,
+} from './problems';
+export {
+  SYNTHETIC_DATA_SOURCE, writeSyntheticDataset, readSyntheticProblems, problemsById, problemFromRow, toSyntheticRow,
+  type SyntheticRow, type WriteSyntheticOptions, type WrittenSyntheticDataset,
+} from './io';
+export { PERTURBATION_KINDS, perturb, flawedResponses, type PerturbationKind, type FlawedResponse } from './perturb';

@@ -1,0 +1,1 @@
+export { judgeThinking, JUDGE_PENALTIES, type JudgeResult, type JudgeBreakdown, type JudgeCriterion } from './thinking';
