@@ -217,7 +217,7 @@ test('an oversized body gets 413, declared or streamed, and the server goes on',
   });
   const res = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit);
   expect(res.status).toBe(413);
-  expect((await res.json()).error.code).toBe('request_too_large');
+  expect(((await res.json()) as any).error.code).toBe('request_too_large');
 
   expect(await client(s).score([{ question: 'q', response: 'r' }])).toEqual([FakeReward.f({ question: 'q', response: 'r' })]);
   expect(fake.seen).toHaveLength(1);
@@ -262,7 +262,7 @@ test('400 for bad JSON and bad fields, naming the field; 404 and 405 for routes 
   const get = await fetch(`${s.url}/v1/chat/completions`);
   expect(get.status).toBe(405);
   expect(get.headers.get('allow')).toBe('POST');
-  expect((await get.json()).error.code).toBe('method_not_allowed');
+  expect(((await get.json()) as any).error.code).toBe('method_not_allowed');
   expectError(await post(s, '{}', {}, '/v1/models'), 405, 'method_not_allowed');
   expect(fake.seen).toHaveLength(0);
 });
