@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
+import { registerRmServe } from './rm-serve';
 import { registerScore } from './score';
 import { smokeKernel } from './smoke';
 
@@ -25,6 +26,7 @@ program
   });
 
 registerScore(program);
+registerRmServe(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof SophiaError) {
