@@ -13,6 +13,7 @@
 #include "addon_state.h"
 #include "args.h"
 #include "device_buffer.h"
+#include "model_wrap.h"
 #include "sophia/kernels.h"
 #ifdef SOPHIA_WITH_CUDA
 #include "sophia/cuda.h"
@@ -98,7 +99,7 @@ class Job : public Napi::AsyncWorker {
   std::string code_ = "E_INTERNAL";
 };
 
-static Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
+Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
                        const std::vector<Napi::Object>& keep) {
   if (!async) {
     work();
@@ -758,6 +759,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("streamRead", Napi::Function::New(env, guarded<StreamRead>, "streamRead"));
   exports.Set("cudaCopyBandwidth", Napi::Function::New(env, guarded<CudaCopyBandwidth>, "cudaCopyBandwidth"));
   exports.Set("setCpuIsa", Napi::Function::New(env, guarded<SetCpuIsa>, "setCpuIsa"));
+  exports.Set("Model", ModelWrap::Define(env));
+  exports.Set("modelMemoryPlan", Napi::Function::New(env, guarded<ModelMemoryPlan>, "modelMemoryPlan"));
+  exports.Set("nnOp", Napi::Function::New(env, guarded<NnOp>, "nnOp"));
   return exports;
 }
 

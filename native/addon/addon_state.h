@@ -2,7 +2,9 @@
 #pragma once
 #include <napi.h>
 
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace sophia::addon {
 
@@ -13,5 +15,9 @@ struct State {
 
 State& state(Napi::Env env);
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);
+// Runs `work` now (sync) or on the libuv pool (async: returns a Promise); `done` builds the result
+// on the JS thread. The JS objects in `keep` stay alive until then.
+Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
+                const std::vector<Napi::Object>& keep);
 
 }  // namespace sophia::addon

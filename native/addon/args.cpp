@@ -58,6 +58,12 @@ Args::Args(const Napi::CallbackInfo& info, const char* f) : fn(f) {
   obj = info[0].As<Napi::Object>();
 }
 
+Args::Args(const Napi::Value& v, const char* f) : fn(f) {
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction())
+    fail("E_TYPE", std::string(fn) + " must be an options object, got " + describe(v));
+  obj = v.As<Napi::Object>();
+}
+
 bool Args::has(const char* key) const {
   Napi::Value v = obj.Get(key);
   return !v.IsUndefined() && !v.IsNull();

@@ -27,6 +27,8 @@ struct View {
 class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* fn);
+  // A nested options object (fn names it, e.g. "Model: config").
+  Args(const Napi::Value& v, const char* fn);
   const char* fn;
   Napi::Object obj;
 

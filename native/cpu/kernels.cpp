@@ -9,6 +9,8 @@
 namespace sophia::cpu {
 
 namespace base {
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, bool tA, const float* B, int64_t ldb, bool tB,
+          float* C, int64_t ldc, bool accumulate);
 void logprobs_rows(const LogprobsArgs& a);
 void grpo_rows(const GrpoLossArgs& a);
 double stream_read(const float* data, int64_t n, int iters);
@@ -16,11 +18,15 @@ double stream_read(const float* data, int64_t n, int iters);
 #if defined(__x86_64__) && defined(__GNUC__)
 #define SOPHIA_X86_KERNELS 1
 namespace avx2 {
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, bool tA, const float* B, int64_t ldb, bool tB,
+          float* C, int64_t ldc, bool accumulate);
 void logprobs_rows(const LogprobsArgs& a);
 void grpo_rows(const GrpoLossArgs& a);
 double stream_read(const float* data, int64_t n, int iters);
 }  // namespace avx2
 namespace avx512 {
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, bool tA, const float* B, int64_t ldb, bool tB,
+          float* C, int64_t ldc, bool accumulate);
 void logprobs_rows(const LogprobsArgs& a);
 void grpo_rows(const GrpoLossArgs& a);
 double stream_read(const float* data, int64_t n, int iters);
@@ -75,6 +81,10 @@ const char* simd_level() { return current == Isa::Avx512 ? "avx512" : current ==
 #endif
 
 void logprobs(const LogprobsArgs& a) { SOPHIA_DISPATCH(logprobs_rows, a); }
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, bool tA, const float* B, int64_t ldb, bool tB, float* C,
+          int64_t ldc, bool accumulate) {
+  SOPHIA_DISPATCH(gemm, M, N, K, A, lda, tA, B, ldb, tB, C, ldc, accumulate);
+}
 double stream_read(const float* data, int64_t n, int iters) { return SOPHIA_DISPATCH(stream_read, data, n, iters); }
 
 void grpo_loss(const GrpoLossArgs& a) {

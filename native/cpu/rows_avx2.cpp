@@ -1,6 +1,7 @@
 // The row kernels for x86-64 CPUs with AVX2 and FMA, chosen at run time (kernels.cpp).
 // Headers come before the target pragma so that only the kernels below use AVX2.
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -16,4 +17,6 @@
 #pragma GCC target("avx2,fma")
 #define SOPHIA_ISA avx2
 #include "row_kernels.inc"
+#define SOPHIA_VEC_BYTES 32
+#include "gemm_kernel.inc"
 #endif

@@ -2,6 +2,7 @@
 // 512-bit vectors are asked for explicitly: GCC prefers 256-bit ones by default.
 // Headers come before the target pragma so that only the kernels below use AVX2.
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -17,4 +18,6 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,prefer-vector-width=512")
 #define SOPHIA_ISA avx512
 #include "row_kernels.inc"
+#define SOPHIA_VEC_BYTES 64
+#include "gemm_kernel.inc"
 #endif

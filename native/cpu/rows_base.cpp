@@ -1,4 +1,5 @@
 // The row kernels for the baseline instruction set of the target (SSE2 on x86-64).
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -13,3 +14,5 @@
 
 #define SOPHIA_ISA base
 #include "row_kernels.inc"
+#define SOPHIA_VEC_BYTES 16
+#include "gemm_kernel.inc"
