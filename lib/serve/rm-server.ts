@@ -190,7 +190,8 @@ const ROUTES: Record<string, string[]> = {
  * chat.completion whose content is `<answer>score</answer>`, or `{error: {message, type, param,
  * code}}` with 400 (bad JSON or fields, naming the field), 401, 404 (route or model), 405, 408,
  * 413, 500 (the reward threw), 502 (the reward gave NaN: no score, never a made-up one), 503
- * (queue full, with Retry-After) or 504 (timed out). Resolves once listening.
+ * (queue full, with Retry-After) or 504 (timed out). `GET /health` answers 200 without a key, for
+ * readiness probes. Resolves once listening.
  */
 export async function startThinkingRewardServer(reward: ThinkingReward, options: ThinkingRewardServerOptions = {}): Promise<ThinkingRewardServer> {
   if (reward === null || typeof reward !== 'object' || typeof (reward as ThinkingReward).score !== 'function') {
@@ -214,22 +215,28 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
     throw new SophiaError('E_CONFIG', `startThinkingRewardServer: log must be a function, got ${describe(options.log)}`);
   }
   const log = options.log;
-  const keyHash = options.apiKey !== undefined ? sha256(`Bearer ${options.apiKey}`) : null;
+  const keyHash = options.apiKey !== undefined ? sha256(options.apiKey) : null;
 
   const queue = new RewardQueue(reward, concurrency, maxQueue, maxBatch);
   const counts = { requests: 0, scored: 0, errors: 0, byStatus: {} as Record<number, number> };
   let closing = false;
+  let open = 0;
+  const allAnswered: (() => void)[] = [];
 
   const authorized = (req: http.IncomingMessage): boolean => {
     if (keyHash === null) return true;
-    const given = req.headers.authorization;
-    return typeof given === 'string' && timingSafeEqual(sha256(given.trim()), keyHash);
+    const token = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '')?.[1];
+    return token !== undefined && timingSafeEqual(sha256(token), keyHash);
   };
 
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const started = performance.now();
     counts.requests++;
-    const path = (req.url ?? '/').split('?')[0].replace(/(.)\/+$/, '$1');
+    open++;
+    const target = (req.url ?? '/').split('?')[0];
+    let end = target.length;
+    while (end > 1 && target[end - 1] === '/') end--;
+    const path = target.slice(0, end);
     let note = '';
     let timer: NodeJS.Timeout | undefined;
     let job: ReturnType<RewardQueue['submit']> = null;
@@ -260,6 +267,7 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
       if (job !== null) queue.withdraw(job);
       if (!res.writableFinished) note ||= 'client_closed';
       log?.(`${req.method} ${path} ${res.headersSent ? res.statusCode : '-'} ${(performance.now() - started).toFixed(0)} ms${note ? ` ${note}` : ''}`);
+      if (--open === 0) for (const resolve of allAnswered.splice(0)) resolve();
       if (closing) setImmediate(() => server.closeIdleConnections());
     });
 
@@ -287,7 +295,7 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
     timer = setTimeout(() => {
       if (stage === 'body') {
         fail(new ApiError(408, 'timeout_error', 'request_timeout', `the request body did not arrive within ${requestTimeoutMs} ms`, null, { connection: 'close' }));
-        req.destroy();
+        res.once('finish', () => req.destroy());
       } else {
         if (job !== null) queue.withdraw(job);
         fail(new ApiError(504, 'timeout_error', 'timeout', `no score within ${requestTimeoutMs} ms`));
@@ -328,6 +336,7 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
       const { n, promptBytes } = parsed;
       job = queue.submit(parsed.item, (outcome) => {
         job = null;
+        if (res.headersSent || res.destroyed) return;
         if ('error' in outcome) {
           const e = outcome.error;
           const why = e instanceof SophiaError ? `${e.code}: ${e.message}` : 'an internal error';
@@ -398,9 +407,13 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
     close(): Promise<void> {
       closed ??= (async () => {
         closing = true;
-        await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), queue.drained()]);
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        if (open > 0) await new Promise<void>((resolve) => allAnswered.push(resolve));
+        // what is left holds no request: kept-alive or freshly opened connections
+        server.closeAllConnections();
+        await Promise.all([stopped, queue.drained()]);
       })();
-      server.closeIdleConnections();
       return closed;
     },
     get stats(): ThinkingRewardServerStats {

@@ -185,6 +185,21 @@ test('a full queue answers 503 with Retry-After; the client sees http_5xx', asyn
   expect(fake.maxInFlight).toBe(1);
 });
 
+test('a queued request whose client gives up is never scored', async () => {
+  const s = await serve({ concurrency: 1 });
+  fake.holding = true;
+  const first = post(s, chat(userMessage('a', 'kept')));
+  const abort = new AbortController();
+  const gaveUp = fetch(`${s.url}/v1/chat/completions`, { method: 'POST', body: chat(userMessage('b', 'abandoned')), signal: abort.signal });
+  while (s.stats.queued < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  abort.abort();
+  await expect(gaveUp).rejects.toThrow();
+  while (s.stats.queued > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  fake.release();
+  expect((await first).status).toBe(200);
+  expect(fake.seen.map((it) => it.response)).toEqual(['kept']);
+});
+
 test('with apiKey: the right bearer key is served, a wrong or missing one gets 401', async () => {
   const s = await serve({ apiKey: 'sk-serve-SECRET' });
   const items = [{ question: 'q', response: 'r' }];
@@ -293,6 +308,30 @@ test('a request that outlives requestTimeoutMs gets 504; close() waits for the r
   expect(closed).toBe(false);
   fake.release();
   await closing;
+});
+
+test('a body that stops arriving gets 408 and the connection is closed', async () => {
+  const s = await serve({ requestTimeoutMs: 100 });
+  const reply = await new Promise<string>((resolve) => {
+    let got = '';
+    const sock = net.connect(s.port, '127.0.0.1', () => sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"mess'));
+    sock.on('data', (d) => (got += d));
+    sock.on('error', () => {});
+    sock.on('close', () => resolve(got));
+  });
+  expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+  expect(JSON.parse(reply.slice(reply.indexOf('{'))).error.code).toBe('request_timeout');
+});
+
+test('the bearer scheme is case-insensitive; trailing slashes and query strings do not change the route', async () => {
+  const s = await serve({ apiKey: 'k1' });
+  const get = (path: string, auth: string): Promise<Response> => fetch(`${s.url}${path}`, { headers: { authorization: auth } });
+  expect((await get('/v1/models', 'bearer   k1')).status).toBe(200);
+  expect((await get('/v1/models/?x=1', 'Bearer k1')).status).toBe(200);
+  expect((await get('/v1/models', 'Bearer k1 extra')).status).toBe(401);
+  expect((await get('/v1/models', 'Basic k1')).status).toBe(401);
+  expect((await get('/v1/models', 'Bearer k')).status).toBe(401);
+  expect((await get(`/${'/'.repeat(8000)}x`, 'Bearer k1')).status).toBe(404);
 });
 
 /** Deterministic pseudo-random numbers (mulberry32). */
