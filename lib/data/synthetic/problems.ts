@@ -7,7 +7,7 @@ import { SophiaError, describe } from '../../errors';
 import type { RgbImage } from '../images';
 import { countKind, formatThink, isKind, plural, kindParts, type Kind, type Step } from './grammar';
 import { createRng, enumOption, hashString, intOption, pick, shuffled, type Rng } from './random';
-import { COLORS, SHAPES, checkScene, renderScene, sampleScene, type Background, type Color, type SceneObject, type Shape } from './scene';
+import { COLORS, SHAPES, checkScene, mayFit, renderScene, sampleScene, type Background, type Color, type SceneObject, type Shape } from './scene';
 
 export type QuestionKind = 'count_color' | 'count_shape' | 'count_both' | 'remove' | 'sum' | 'compare';
 export const QUESTION_KINDS: readonly QuestionKind[] = ['count_color', 'count_shape', 'count_both', 'remove', 'sum', 'compare'];
@@ -104,6 +104,9 @@ function resolve(fn: string, opts: unknown): Resolved {
   const minObjects = intOption(fn, 'minObjects', o.minObjects, 1, 1, 64);
   const maxObjects = intOption(fn, 'maxObjects', o.maxObjects, Math.max(minObjects, easy ? 3 : 6), 1, 64);
   if (maxObjects < minObjects) throw new SophiaError('E_CONFIG', `${fn}: maxObjects (${maxObjects}) must not be below minObjects (${minObjects})`);
+  if (!mayFit(maxObjects, minSize, width, height)) {
+    throw new SophiaError('E_CONFIG', `${fn}: ${maxObjects} shapes of ${minSize}..${maxSize} px do not fit in a ${width}×${height} image; lower maxObjects or minSize, or enlarge the image`);
+  }
   const background = enumOption<Background | 'mixed'>(fn, 'background', o.background, 'dark', ['dark', 'white', 'mixed']);
   let kinds: QuestionKind[] = easy ? ['count_color'] : [...QUESTION_KINDS];
   if (o.kinds !== undefined) {
@@ -259,7 +262,7 @@ export function generateProblems(opts: GenerateOptions): SyntheticProblem[] {
     if (attempt >= budget) {
       throw new SophiaError('E_CONFIG', `${fn}: found only ${out.length} of ${o.count} distinct ${o.split} problems in ${budget} draws; allow more objects, sizes or question kinds`);
     }
-    const scene = sampleScene(rng, o);
+    const scene = sampleScene(rng, o, fn);
     const task = drawTask(rng, pick(rng, o.kinds), scene);
     const background: Background = o.background === 'mixed' ? pick(rng, ['dark', 'white'] as const) : o.background;
     const { question } = questionOf(task);

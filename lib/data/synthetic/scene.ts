@@ -44,6 +44,11 @@ const GAP = 1;
 const TRIES_PER_OBJECT = 60;
 const TRIES_PER_SCENE = 200;
 
+/** Whether n boxes of `size` px (plus gaps) could at all fit in the image; a quick test before sampling. */
+export function mayFit(n: number, size: number, width: number, height: number): boolean {
+  return n * (size + GAP) ** 2 <= (width + GAP) * (height + GAP);
+}
+
 const apart = (a: SceneObject, b: SceneObject): boolean =>
   a.x + a.size + GAP <= b.x || b.x + b.size + GAP <= a.x || a.y + a.size + GAP <= b.y || b.y + b.size + GAP <= a.y;
 
@@ -52,7 +57,7 @@ const apart = (a: SceneObject, b: SceneObject): boolean =>
  * cannot be completed within its tries is started again; after TRIES_PER_SCENE restarts the options
  * are taken to be infeasible (E_CONFIG).
  */
-export function sampleScene(rng: Rng, opts: SceneOptions): SceneObject[] {
+export function sampleScene(rng: Rng, opts: SceneOptions, fn = 'sampleScene'): SceneObject[] {
   const n = randInt(rng, opts.minObjects, opts.maxObjects);
   for (let attempt = 0; attempt < TRIES_PER_SCENE; attempt++) {
     const objects: SceneObject[] = [];
@@ -69,7 +74,7 @@ export function sampleScene(rng: Rng, opts: SceneOptions): SceneObject[] {
     }
     if (objects.length === n) return objects;
   }
-  throw new SophiaError('E_CONFIG', `sampleScene: ${n} shapes of ${opts.minSize}..${opts.maxSize} px do not fit in a ${opts.width}×${opts.height} image; lower maxObjects or maxSize, or enlarge the image`);
+  throw new SophiaError('E_CONFIG', `${fn}: ${n} shapes of ${opts.minSize}..${opts.maxSize} px do not fit in a ${opts.width}×${opts.height} image; lower maxObjects or maxSize, or enlarge the image`);
 }
 
 /** Whether pixel (px, py) of an object's box is inside the shape (tested at the pixel centre). */
