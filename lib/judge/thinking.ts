@@ -75,13 +75,13 @@ export interface JudgeResult {
   breakdown: JudgeBreakdown;
 }
 
-interface Split {
+interface ResponseParts {
   think: string | null;
   answer: string | null;
   outsideText: boolean;
 }
 
-function splitResponse(response: string): Split {
+function splitResponse(response: string): ResponseParts {
   const open = response.indexOf('<think>');
   const close = open < 0 ? -1 : response.indexOf('</think>', open + 7);
   if (close < 0) return { think: null, answer: null, outsideText: response.trim().length > 0 };

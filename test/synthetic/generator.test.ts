@@ -1,5 +1,5 @@
 import {
-  COLORS, QUESTION_KINDS, SHAPES, generateProblems, goldResponse, problemKey, renderScene, type SyntheticProblem,
+  COLORS, MAX_QUESTION_CHARS, MAX_THINK_CHARS, QUESTION_KINDS, SHAPES, generateProblems, goldResponse, problemKey, renderScene, type SyntheticProblem,
 } from '../../lib/data/synthetic';
 import { expectSophiaError, expectedAnswer, objectsFromPixels, sortObjects } from './helpers';
 
@@ -77,8 +77,8 @@ describe('contents', () => {
     expect(new Set(all.map((p) => p.scene.length))).toEqual(new Set([1, 2, 3, 4, 5, 6]));
   });
 
-  test('texts are short, lower-case ASCII, and answers are numbers or option letters', () => {
-    expect(offenders((p) => p.question.length > 64 || p.think.length > 64)).toEqual([]);
+  test('texts are short (at most 64 characters), lower-case ASCII, and answers are numbers or option letters', () => {
+    expect(offenders((p) => p.question.length > MAX_QUESTION_CHARS || p.think.length > MAX_THINK_CHARS)).toEqual([]);
     expect(offenders((p) => !/^[a-z0-9 .?]+$/.test(p.question) || !/^[a-z0-9 .+\-=<>]+$/.test(p.think))).toEqual([]);
     expect(offenders((p) => !/^(\d|[ABC])$/.test(p.answer) || p.options.some((o) => !/^[ABC]\. [a-z ]+$/.test(o)))).toEqual([]);
     expect(offenders((p) => p.problemType !== (p.task.kind === 'compare' ? 'multiple choice' : 'numerical') || p.options.length !== (p.task.kind === 'compare' ? 3 : 0))).toEqual([]);

@@ -3,7 +3,7 @@
  * learned thinking reward model on scores spread over the whole grid.
  */
 import { SophiaError, describe } from '../../errors';
-import { TASK_VOCABULARY, countKind, formatThink, type Kind, type Step } from './grammar';
+import { TASK_VOCABULARY, countKind, formatStep, formatThink, type Kind, type Step } from './grammar';
 import { answerOfSteps, checkProblem, goldSteps, relOf, type TaskAndScene } from './problems';
 import { enumOption, pick, randInt, shuffled, toRng, type Rng } from './random';
 import { COLORS, SHAPES } from './scene';
@@ -135,8 +135,7 @@ export function perturb(problem: TaskAndScene, kind: PerturbationKind, seed: num
         // a stuttered word breaks a count into an ungrammatical step
         const i = randInt(rng, 0, counts - 1);
         const s = gold[i] as Extract<Step, { type: 'count' }>;
-        const text = gold.map((g, j) => (j === i ? `${s.kind.split(' ')[0]} ${s.kind} ${s.n}` : formatThink([g]).slice(0, -1)));
-        return respond(text.map((t) => `${t}.`).join(' '), answer);
+        return respond(gold.map((g, j) => (j === i ? `${s.kind.split(' ')[0]} ${s.kind} ${s.n}.` : `${formatStep(g)}.`)).join(' '), answer);
       }
       if (rng() < 0.2) return respond(`${goldThink} ${goldThink}`, answer);
       const steps = [...gold];
@@ -147,7 +146,7 @@ export function perturb(problem: TaskAndScene, kind: PerturbationKind, seed: num
       return respond(formatThink(steps), answer);
     }
     case 'off_task': {
-      const pieces = gold.map((s) => formatThink([s]));
+      const pieces = gold.map((s) => `${formatStep(s)}.`);
       const inserts = randInt(rng, 1, 2);
       for (let k = 0; k < inserts; k++) pieces.splice(randInt(rng, 0, pieces.length), 0, `${offTaskPhrase(rng, randInt(rng, 1, 3))}.`);
       return respond(pieces.join(' '), answer);

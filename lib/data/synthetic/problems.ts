@@ -85,6 +85,7 @@ export interface GenerateOptions {
 
 type Resolved = Required<Omit<GenerateOptions, 'difficulty'>>;
 
+/** Bounds the templates keep (the longest question is 51 characters, the longest gold think 28). */
 export const MAX_QUESTION_CHARS = 64;
 export const MAX_THINK_CHARS = 64;
 
