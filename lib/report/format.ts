@@ -109,7 +109,8 @@ export function niceTicks(lo: number, hi: number, count = 5, opts: { extend?: bo
   }
   const values: number[] = [];
   for (let i = first; i <= last && values.length < 50; i++) {
-    const v = i * step;
+    // 12 significant digits drop float noise such as 0.6000000000000001.
+    const v = Number((i * step).toPrecision(12));
     if (Number.isFinite(v)) values.push(v === 0 ? 0 : v);
   }
   return { lo, hi, step, values };
