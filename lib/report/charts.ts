@@ -1,10 +1,10 @@
 /** One SVG renderer per chart kind. Inputs are checked (validate.ts) before they get here. */
-import { esc, formatNumber, maxWidth, px, textWidth, truncate } from './format';
+import { esc, formatNumber, maxWidth, px, truncate } from './format';
 import {
   bucketSize, clean, downsampleBand, downsampleMinMax, ema, extent, finite, quantileRows,
 } from './series';
 import {
-  PALETTE, WIDTH, bandPath, categoryAxis, dots, linePath, noData, openSvg, path, seriesStyle, xyFrame,
+  PALETTE, WIDTH, bandPath, categoryAxis, categoryOverhang, dots, linePath, noData, openSvg, path, seriesStyle, xyFrame,
   type LegendItem,
 } from './svg';
 import type { BarChart, Chart, HeatmapChart, LineChart, QuantilesChart, ScatterChart } from './types';
@@ -252,7 +252,8 @@ function heatmapChart(c: HeatmapChart): string {
   const [lo, hi] = range;
 
   const yLabels = c.yCats.map((l) => truncate(l, 24));
-  const left = 34 + maxWidth(yLabels, 11);
+  let left = 34 + maxWidth(yLabels, 11);
+  left = Math.max(left, categoryOverhang(c.xCats, Math.min(90, (WIDTH - left - 84) / cols)));
   const top = 44;
   // Cells at most 90 px wide and about square, so a small confusion matrix does not stretch.
   const cellW = Math.min(90, (WIDTH - left - 84) / cols);
@@ -273,7 +274,9 @@ function heatmapChart(c: HeatmapChart): string {
       VIRIDIS.map((col, i) => `<stop offset="${px((i / (VIRIDIS.length - 1)) * 100)}%" stop-color="${col}"/>`).join('') +
       '</linearGradient></defs>',
   );
-  const showValues = cellH >= 14;
+  // Values are printed in every cell or in none: some cells with and some without would read as missing.
+  const texts = values.map((r) => r.map((v) => (Number.isNaN(v) ? '' : formatNumber(v))));
+  const showValues = cellH >= 14 && maxWidth(texts.flat(), 11) <= cellW - 4;
   const cells: string[] = [];
   for (let r = 0; r < rows; r++) {
     const y = top + r * cellH;
@@ -288,9 +291,8 @@ function heatmapChart(c: HeatmapChart): string {
       }
       const col = viridis(hi > lo ? (v - lo) / (hi - lo) : 0.5);
       cells.push(`<rect ${rect} fill="${col.fill}">${tip}</rect>`);
-      const text = formatNumber(v);
-      if (showValues && textWidth(text, 11) <= cellW - 4) {
-        cells.push(`<text class="${col.dark ? 'cell-value-dark' : 'cell-value'}" x="${px(x + cellW / 2)}" y="${px(y + cellH / 2 + 4)}" text-anchor="middle">${esc(text)}</text>`);
+      if (showValues) {
+        cells.push(`<text class="${col.dark ? 'cell-value-dark' : 'cell-value'}" x="${px(x + cellW / 2)}" y="${px(y + cellH / 2 + 4)}" text-anchor="middle">${esc(texts[r][k])}</text>`);
       }
     }
   }

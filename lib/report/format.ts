@@ -28,6 +28,16 @@ function trimZeros(s: string): string {
   return s.includes('.') ? s.replace(/\.?0+$/, '') : s;
 }
 
+/** The power of ten of the last significant digit of r: 1 for 250, -1 for 2.5, -4 for 5e-4. */
+function lastDigit(r: number): number {
+  let m = Math.floor(Math.log10(r));
+  for (let k = 0; k < 15; k++, m--) {
+    const scaled = r / 10 ** m;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-9 * scaled) return m;
+  }
+  return m;
+}
+
 /**
  * A compact number: `1.2k`, `3.5M`, `0.25`, `3e-5`. `resolution` is the smallest difference that must
  * stay visible (an axis's tick step); without it, three significant digits. Non-finite values
@@ -40,20 +50,22 @@ export function formatNumber(v: number, resolution?: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
   const mag = Math.floor(Math.log10(a));
-  const res = resolution !== undefined && resolution > 0 && Number.isFinite(resolution) ? resolution : 10 ** (mag - 2);
-  const resMag = Math.floor(Math.log10(res) + 1e-9);
+  const resMag = resolution !== undefined && resolution > 0 && Number.isFinite(resolution) ? lastDigit(resolution) : mag - 2;
   if (a >= 1e15 || a < 1e-3) {
     const digits = Math.min(6, Math.max(1, mag - resMag + 1));
     const [mant, exp] = v.toExponential(digits - 1).split('e');
     return `${trimZeros(mant)}e${exp.replace('+', '')}`;
   }
+  const plain = trimZeros(v.toFixed(Math.min(10, Math.max(0, -resMag))));
   for (const [unit, suffix] of SI) {
     if (a >= unit) {
       const decimals = Math.min(6, Math.max(0, Math.log10(unit) - resMag));
+      // 1.5k reads better than 1500, but 1000.5 better than 1.0005k.
+      if (decimals > 2 && plain.length <= 12) return plain;
       return `${trimZeros((v / unit).toFixed(decimals))}${suffix}`;
     }
   }
-  return trimZeros(v.toFixed(Math.min(10, Math.max(0, -resMag))));
+  return plain;
 }
 
 /** A table cell's number: integers exactly, other values to four significant digits. */

@@ -11,6 +11,8 @@ const LEGEND_TOP = 38;
 const LEGEND_ROW = 18;
 const PLOT_HEIGHT = 260;
 const NOTE_LINE = 14;
+const CATEGORY_CHARS = 24;
+const ROTATE_DEG = 40;
 
 /** Okabe–Ito colours (safe for the common colour-vision deficiencies), yellow left out for contrast on white. */
 export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#56B4E9', '#CC79A7', '#555555'];
@@ -31,17 +33,17 @@ export interface LegendItem {
   opacity?: number;
 }
 
-export interface Box {
+interface Box {
   left: number;
   top: number;
   width: number;
   height: number;
 }
 
-export type Scale = (v: number) => number;
+type Scale = (v: number) => number;
 
 /** Maps [lo, hi] onto [a, b]; halving first keeps the arithmetic finite for ranges near ±Number.MAX_VALUE. */
-export function linear(lo: number, hi: number, a: number, b: number): Scale {
+function linear(lo: number, hi: number, a: number, b: number): Scale {
   const span = hi / 2 - lo / 2;
   return (v) => a + ((v / 2 - lo / 2) / span) * (b - a);
 }
@@ -55,7 +57,7 @@ export function openSvg(id: string, kind: string, title: string, height: number)
     `<svg xmlns="http://www.w3.org/2000/svg" id="${esc(id)}" class="chart chart-${kind}" data-testid="chart-${kind}" ` +
     `viewBox="0 0 ${WIDTH} ${h}" width="${WIDTH}" height="${h}" role="img" aria-labelledby="${esc(id)}--title">` +
     `<title id="${esc(id)}--title">${esc(title)}</title>` +
-    `<text class="chart-title" x="16" y="24">${esc(truncate(title, 90))}</text>`
+    `<text class="chart-title" x="16" y="24">${esc(truncate(title, 75))}</text>`
   );
 }
 
@@ -84,7 +86,7 @@ function legendMark(item: LegendItem, x: number, y: number): string {
 }
 
 /** Legend items laid out left to right, wrapping; returns the markup and the height it takes. */
-export function legend(items: LegendItem[], left: number): { svg: string; height: number } {
+function legend(items: LegendItem[], left: number): { svg: string; height: number } {
   if (items.length === 0) return { svg: '', height: 0 };
   let x = left;
   let row = 0;
@@ -104,14 +106,14 @@ export function legend(items: LegendItem[], left: number): { svg: string; height
 }
 
 /** Notes under the plot (downsampling, skipped points), right-aligned. */
-export function notes(lines: string[], bottom: number): string {
+function notes(lines: string[], bottom: number): string {
   return lines
     .map((n, i) => `<text class="note" x="${WIDTH - RIGHT}" y="${px(bottom - (lines.length - 1 - i) * NOTE_LINE)}" text-anchor="end">${esc(n)}</text>`)
     .join('');
 }
 
 /** Every k-th label so that labels of width `labelWidth` spaced `spacing` apart do not overlap. */
-export function thinning(spacing: number, labelWidth: number): number {
+function thinning(spacing: number, labelWidth: number): number {
   return spacing <= 0 ? 1 : Math.max(1, Math.ceil((labelWidth + 8) / spacing));
 }
 
@@ -141,7 +143,7 @@ function yAxis(box: Box, t: Ticks, sy: Scale, label: string): string {
 }
 
 /** The width the y tick labels need, plus room for the rotated axis label. */
-export function leftMargin(labels: string[]): number {
+function leftMargin(labels: string[]): number {
   return Math.max(56, 34 + maxWidth(labels, 11));
 }
 
@@ -150,7 +152,7 @@ export function leftMargin(labels: string[]): number {
  * rotated when they do not fit side by side, thinned when bands are too narrow for any label.
  */
 export function categoryAxis(labels: string[], left: number, band: number, y: number): { svg: string; height: number } {
-  const shown = labels.map((l) => truncate(l, 24));
+  const shown = labels.map((l) => truncate(l, CATEGORY_CHARS));
   const widest = maxWidth(shown, 11);
   const rotate = widest > band - 6;
   const every = rotate ? thinning(band, 6) : 1;
@@ -159,10 +161,17 @@ export function categoryAxis(labels: string[], left: number, band: number, y: nu
     const cx = px(left + (i + 0.5) * band);
     const full = l === labels[i] ? '' : `<title>${esc(labels[i])}</title>`;
     return rotate
-      ? `<text class="tick" x="${cx}" y="${px(y + 10)}" text-anchor="end" transform="rotate(-40 ${cx} ${px(y + 10)})">${full}${esc(l)}</text>`
+      ? `<text class="tick" x="${cx}" y="${px(y + 10)}" text-anchor="end" transform="rotate(-${ROTATE_DEG} ${cx} ${px(y + 10)})">${full}${esc(l)}</text>`
       : `<text class="tick" x="${cx}" y="${px(y + 12)}" text-anchor="middle">${full}${esc(l)}</text>`;
   });
-  return { svg: parts.join(''), height: rotate ? Math.sin((40 * Math.PI) / 180) * widest + 18 : 16 };
+  return { svg: parts.join(''), height: rotate ? Math.sin((ROTATE_DEG * Math.PI) / 180) * widest + 18 : 16 };
+}
+
+/** How far left of the first band rotated category labels reach: the left margin they need (at most 200 px). */
+export function categoryOverhang(labels: string[], band: number): number {
+  const widest = maxWidth(labels.map((l) => truncate(l, CATEGORY_CHARS)), 11);
+  if (widest <= band - 6) return 0;
+  return Math.min(200, Math.cos((ROTATE_DEG * Math.PI) / 180) * widest - band / 2 + 12);
 }
 
 export interface XYFrame {
@@ -201,7 +210,8 @@ export interface XYOptions {
 /** The frame of a chart with a numeric y axis and a numeric or categorical x axis. */
 export function xyFrame(id: string, kind: string, c: { title: string; xLabel: string; yLabel: string }, o: XYOptions): XYFrame {
   const yt = niceTicks(o.y[0], o.y[1], 5, { extend: !o.yFixed });
-  const left = leftMargin(yt.values.map((v) => formatNumber(v, yt.step)));
+  let left = leftMargin(yt.values.map((v) => formatNumber(v, yt.step)));
+  if (o.categories) left = Math.max(left, categoryOverhang(o.categories, (WIDTH - left - RIGHT) / Math.max(1, o.categories.length)));
   const leg = legend(o.legend, left);
   const top = leg.height > 0 ? LEGEND_TOP + leg.height + 4 : 44;
   const box: Box = { left, top, width: WIDTH - left - RIGHT, height: PLOT_HEIGHT };

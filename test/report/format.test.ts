@@ -24,9 +24,16 @@ describe('formatNumber', () => {
     [-Infinity, undefined, '−∞'],
     // With a resolution (an axis step), neighbouring ticks stay distinct.
     [1000, 200, '1k'],
-    [10001, 1, '10.001k'],
+    [10001, 1, '10001'],
+    [1000.5, 0.1, '1000.5'],
+    [1234.5, 0.5, '1234.5'],
+    [2e9 + 1, 1, '2000000001'],
     [0.30000000000000004, 0.1, '0.3'],
     [1.5e-5, 5e-6, '1.5e-5'],
+    [7.5, 2.5, '7.5'],
+    [10, 2.5, '10'],
+    [1750, 250, '1.75k'],
+    [0.075, 0.025, '0.075'],
   ])('%p (resolution %p) → %p', (v, res, want) => {
     expect(formatNumber(v, res)).toBe(want);
   });

@@ -179,6 +179,11 @@ describe('line charts', () => {
     for (const t of tickLabels(svg)) expect(t.length).toBeLessThanOrEqual(7);
   });
 
+  test('a 2.5 step keeps its decimal (no 7.5 shown as 8)', () => {
+    const svg = svgOf(oneChart({ kind: 'line', id: 'l', title: 't', xLabel: 'x', yLabel: 'y', series: [{ name: 's', x: [0, 1], y: [0, 11] }] }), 'l');
+    expect(tickLabels(svg)).toEqual(expect.arrayContaining(['0', '2.5', '5', '7.5', '10', '12.5']));
+  });
+
   test('integer x (steps) gets integer ticks', () => {
     const svg = svgOf(oneChart({ kind: 'line', id: 'l', title: 't', xLabel: 'x', yLabel: 'y', series: [{ name: 's', x: [0, 1, 2], y: [5, 6, 7] }] }), 'l');
     expect(tickLabels(svg).filter((t) => t.includes('.'))).toEqual(tickLabels(svg).filter((t) => ['5.5', '6.5'].includes(t)));
@@ -273,6 +278,17 @@ describe('scatter, quantiles, bar and heatmap', () => {
     expect(svg).toContain('transform="rotate(-40');
     expect(svg).toContain('<title>a rather long category name number 0</title>');
     checkXml(svg);
+    // The first label, rotated, ends inside the chart (about 0.6 em per character at 11 px).
+    const first = svg.match(/<text class="tick" x="([\d.]+)"[^>]*transform="rotate\(-40[^>]*><title>[^<]*<\/title>([^<]*)<\/text>/);
+    expect(first).not.toBeNull();
+    expect(Number(first![1]) - Math.cos((40 * Math.PI) / 180) * Array.from(first![2]).length * 6.6).toBeGreaterThanOrEqual(0);
+  });
+
+  test('heatmap: values are printed in every cell or in none', () => {
+    const cols = steps(40).map(String);
+    const svg = svgOf(oneChart({ kind: 'heatmap', id: 'h', title: 't', xLabel: 'x', yLabel: 'y', xCats: cols, yCats: ['a', 'b'], values: [cols.map(() => 0), cols.map((_, i) => -0.123 * i)] }), 'h');
+    expect(svg).not.toMatch(/class="cell-value/);
+    expect(svg).toContain('<title>b / 3: -0.369</title>');
   });
 
   test('heatmap: a coloured cell per value with the value printed, and a colour scale', () => {
