@@ -16,6 +16,11 @@ const MAX_TOOLTIPS = 1000;
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
+function ordinal(n: number): string {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  return `${n}${teen ? 'th' : ['th', 'st', 'nd', 'rd'][n % 10] ?? 'th'}`;
+}
+
 function lineChart(c: LineChart): string {
   if (c.series.length === 0) return noData(c.id, c.kind, c.title, 'the chart has no series');
   let xLo = Infinity;
@@ -109,7 +114,7 @@ function scatterChart(c: ScatterChart): string {
   const notesOut: string[] = [];
   const skipped = c.points.length - present.length;
   if (skipped > 0) notesOut.push(`${plural(skipped, 'point')} without finite x and y not drawn`);
-  if (stride > 1) notesOut.push(`showing every ${stride}th of ${plural(present.length, 'point')}`);
+  if (stride > 1) notesOut.push(`showing every ${ordinal(stride)} of ${plural(present.length, 'point')}`);
   const legendItems: LegendItem[] = grouped
     ? [...groups.keys()].map((g) => ({ label: g || '(no group)', color: PALETTE[groups.get(g)! % PALETTE.length], mark: 'dot' }))
     : [];

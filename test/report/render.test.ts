@@ -246,6 +246,8 @@ describe('scatter, quantiles, bar and heatmap', () => {
     expect((html.match(/<circle /g) ?? []).length).toBe(4000);
     expect(html).toContain('showing every 25th of 100,000 points');
     expect(html.length).toBeLessThan(300_000);
+    const some = oneChart({ kind: 'scatter', id: 's', title: 't', xLabel: 'x', yLabel: 'y', points: steps(8001).map((i) => ({ x: i, y: i })) });
+    expect(some).toContain('showing every 3rd of 8,001 points');
   });
 
   test('quantiles: median line, 25–75% and 10–90% bands', () => {
