@@ -9,10 +9,14 @@ export type SophiaErrorCode =
   | 'E_REMOTE' // a remote server failed or answered badly
   | 'E_CONFIG' // an option or option combination is invalid
   | 'E_DISPOSED' // a disposed tensor or model was used
+  | 'E_STATE' // a call out of order (backward before forward, resume of a finished run, …)
+  | 'E_BUSY' // a model is running another call: await it first
+  | 'E_NUMERIC' // non-finite values where finite ones are needed (diverged weights)
   | 'E_INTERNAL'; // a bug in sophia-rl: please report it
 
 export const ERROR_CODES: readonly SophiaErrorCode[] = [
-  'E_SHAPE', 'E_DTYPE', 'E_RANGE', 'E_TYPE', 'E_DEVICE', 'E_IO', 'E_REMOTE', 'E_CONFIG', 'E_DISPOSED', 'E_INTERNAL',
+  'E_SHAPE', 'E_DTYPE', 'E_RANGE', 'E_TYPE', 'E_DEVICE', 'E_IO', 'E_REMOTE', 'E_CONFIG', 'E_DISPOSED', 'E_STATE', 'E_BUSY', 'E_NUMERIC',
+  'E_INTERNAL',
 ];
 
 /**

@@ -60,8 +60,13 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
 // on the JS thread. The JS objects in `keep` stay alive until then.
 class Job : public Napi::AsyncWorker {
  public:
-  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done, const std::vector<Napi::Object>& keep)
-      : Napi::AsyncWorker(env, "sophia-rl"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {
+  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done, const std::vector<Napi::Object>& keep,
+      std::function<void()> settle)
+      : Napi::AsyncWorker(env, "sophia-rl"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        done_(std::move(done)),
+        settle_(std::move(settle)) {
     for (const auto& o : keep) keep_.push_back(Napi::Persistent(o));
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -79,6 +84,7 @@ class Job : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
+    if (settle_) settle_();
     try {
       deferred_.Resolve(done_(Env()));
     } catch (const Error& e) {
@@ -89,23 +95,33 @@ class Job : public Napi::AsyncWorker {
       deferred_.Reject(make_error(Env(), "E_INTERNAL", e.what()).Value());
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(make_error(Env(), code_, e.Message()).Value()); }
+  void OnError(const Napi::Error& e) override {
+    if (settle_) settle_();
+    deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> done_;
+  std::function<void()> settle_;
   std::vector<Napi::ObjectReference> keep_;
   std::string code_ = "E_INTERNAL";
 };
 
 Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                       const std::vector<Napi::Object>& keep) {
+                const std::vector<Napi::Object>& keep, std::function<void()> settle) {
   if (!async) {
+    struct Settle {
+      std::function<void()>& f;
+      ~Settle() {
+        if (f) f();
+      }
+    } guard{settle};
     work();
     return done(env);
   }
-  auto* job = new Job(env, std::move(work), std::move(done), keep);
+  auto* job = new Job(env, std::move(work), std::move(done), keep, std::move(settle));
   Napi::Promise p = job->promise();
   job->Queue();
   return p;

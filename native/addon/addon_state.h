@@ -16,8 +16,9 @@ struct State {
 State& state(Napi::Env env);
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);
 // Runs `work` now (sync) or on the libuv pool (async: returns a Promise); `done` builds the result
-// on the JS thread. The JS objects in `keep` stay alive until then.
+// on the JS thread. The JS objects in `keep` stay alive until then. `settle` runs on the JS thread
+// once the work is over, whether it succeeded or not, before the promise settles.
 Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                const std::vector<Napi::Object>& keep);
+                const std::vector<Napi::Object>& keep, std::function<void()> settle = nullptr);
 
 }  // namespace sophia::addon

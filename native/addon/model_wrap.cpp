@@ -186,7 +186,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
 }
 
 cpu::Model& ModelWrap::acquire(const char* fn) {
-  if (!model_) fail("E_STATE", std::string(fn) + ": the model was disposed");
+  if (!model_) fail("E_DISPOSED", std::string(fn) + ": the model was disposed");
   bool expected = false;
   if (!busy_->compare_exchange_strong(expected, true))
     fail("E_BUSY", std::string(fn) + ": the model is running another call (await it first)");
@@ -195,23 +195,16 @@ cpu::Model& ModelWrap::acquire(const char* fn) {
 
 Napi::Value ModelWrap::finish(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
                               std::vector<Napi::Object> keep) {
+  // Busy until the promise settles (cleared on the JS thread), so "await it first" is exact.
   auto busy = busy_;
-  auto body = [busy, work = std::move(work)] {
-    struct Release {
-      std::atomic<bool>* b;
-      ~Release() { b->store(false); }
-    } release{busy.get()};
-    work();
-  };
   keep.push_back(Value());
-  if (!async) return run(env, false, std::move(body), std::move(done), keep);
-  return run(env, true, std::move(body), std::move(done), keep);
+  return run(env, async, std::move(work), std::move(done), keep, [busy] { busy->store(false); });
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    if (!model_) fail("E_STATE", "info: the model was disposed");
+    if (!model_) fail("E_DISPOSED", "info: the model was disposed");
     Napi::Object o = Napi::Object::New(env);
     o.Set("config", config_object(env, model_->config()));
     o.Set("params", double(model_->numParams()));
@@ -239,7 +232,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Args a(info, "forward");
-    if (!model_) fail("E_STATE", "forward: the model was disposed");
+    if (!model_) fail("E_DISPOSED", "forward: the model was disposed");
     const Config& c = model_->config();
     View tokens = a.array("tokens", napi_int32_array, true);
     View starts = a.array("seqStarts", napi_int32_array, true);
@@ -305,7 +298,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Args a(info, "backward");
-    if (!model_) fail("E_STATE", "backward: the model was disposed");
+    if (!model_) fail("E_DISPOSED", "backward: the model was disposed");
     if (!model_->hasForward()) fail("E_STATE", "backward: no forward pass to differentiate (call forward first; generate() discards it)");
     View dout = a.array("dout", napi_float32_array, true);
     const bool async = a.boolean("async", false);
@@ -356,7 +349,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Args a(info, "generate");
-    if (!model_) fail("E_STATE", "generate: the model was disposed");
+    if (!model_) fail("E_DISPOSED", "generate: the model was disposed");
     const Config& c = model_->config();
     if (c.rewardHead) fail("E_CONFIG", "generate: this is a reward model (rewardHead); it scores sequences and cannot sample");
     View prompt = a.array("prompt", napi_int32_array, true);

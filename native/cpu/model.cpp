@@ -429,8 +429,16 @@ void Model::forward(const Batch& b, float* out, float* scoreLogits) {
     }
   } else {
     nn::matmul_forward(out, selNorm_, w(c.tieEmbeddings ? "tok_emb" : "lm_head"), nullptr, R, d, c.vocab);
+    mask_image_logit(out, R);
   }
   haveForward_ = true;
+}
+
+// The LM head never predicts <image> (a sampled one would have no visual tokens to stand for):
+// its logit is -inf in training and sampling alike, a constant with zero gradient.
+void Model::mask_image_logit(float* logits, int64_t R) const {
+  if (cfg_.imageSize == 0) return;
+  for (int64_t r = 0; r < R; ++r) logits[r * cfg_.vocab + cfg_.imageToken] = -INFINITY;
 }
 
 void Model::backward(const float* dout) {
@@ -462,7 +470,17 @@ void Model::backward(const float* dout) {
     *g("score.b") += float(gb);
   } else {
     const char* head = c.tieEmbeddings ? "tok_emb" : "lm_head";
-    nn::matmul_backward(dselN, g(head), nullptr, dout, selNorm_, w(head), R, d, c.vocab);
+    const float* dl = dout;
+    if (c.imageSize > 0) {
+      bool any = false;
+      for (int64_t r = 0; r < R && !any; ++r) any = dout[r * c.vocab + c.imageToken] != 0.f;
+      if (any) {  // the masked logit is a constant: drop what the caller put there
+        maskedGrad_.assign(dout, dout + R * c.vocab);
+        for (int64_t r = 0; r < R; ++r) maskedGrad_[r * c.vocab + c.imageToken] = 0.f;
+        dl = maskedGrad_.data();
+      }
+    }
+    nn::matmul_backward(dselN, g(head), nullptr, dl, selNorm_, w(head), R, d, c.vocab);
   }
   nn::rmsnorm_backward(dsel, g("norm"), dselN, sel_, normW, selRstd_, R, d, false);
   std::memset(dx, 0, sizeof(float) * N * d);
@@ -690,6 +708,7 @@ void Model::generate(const Generate& gen) {
     }
     nn::rmsnorm_forward(ln.data(), rstd.data(), x.data(), w("norm"), R, d, c.normEps);
     nn::matmul_forward(logits.data(), ln.data(), w(c.tieEmbeddings ? "tok_emb" : "lm_head"), nullptr, R, d, V);
+    mask_image_logit(logits.data(), R);
     std::vector<int32_t> next;
     for (int64_t r = 0; r < R; ++r) {
       const int64_t s = active[r];

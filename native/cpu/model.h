@@ -68,6 +68,7 @@ class Model {
   void stackBackward(Stack& st, const std::string& prefix, int64_t L, float* dx);
   void blockForward(const BlockW& W, BlockA& A, const BlockShape& s, const Stack& st, float* xout);
   void blockBackward(const BlockW& W, BlockG& G, const BlockA& A, const BlockShape& s, const Stack& st, float* dx);
+  void mask_image_logit(float* logits, int64_t R) const;
 
   model::Config cfg_;
   std::vector<model::TensorInfo> layout_;
@@ -85,6 +86,7 @@ class Model {
   float *x0_ = nullptr, *sel_ = nullptr, *selNorm_ = nullptr, *selRstd_ = nullptr;         // decoder ends
   std::vector<float> scratch_;
   float* blockScratch_ = nullptr;
+  std::vector<float> maskedGrad_;
 };
 
 }  // namespace sophia::cpu

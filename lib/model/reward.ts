@@ -1,0 +1,138 @@
+/**
+ * The embedded thinking reward model: the policy's network with a scalar head. It reads
+ * `<image>` + question + "\n" + reasoning and puts sigmoid(w·h_last + b) in [0, 1] on the last
+ * token.
+ *
+ * Why a score head and not a generated "<answer>0.7</answer>": one forward pass per item instead
+ * of sampling and parsing; a score that is never unparseable; a smooth target for the judge's
+ * 11-level grid (cross-entropy against the soft label); and no decoding at reward time, which is
+ * what Trust-GRPO calls G times per prompt. The HTTP server (`sophia rm serve`) turns the score
+ * into the text answer OpenAI-compatible clients expect.
+ */
+import { SophiaError, describe } from '../errors';
+import type { RgbImage } from '../data/images';
+import { decodeImage } from '../data/images';
+import type { ThinkingItem, ThinkingReward, ThinkingRewardStats } from '../rewards/thinking';
+import { THINKING_FAILURES } from '../rewards/thinking';
+import { VisionLanguageModel, createNative, type CreateModelOptions, type PackedBatch, type StepOptions, type StepResult } from './model';
+import type { Tokenizer } from './tokenizer';
+
+export interface RewardExample {
+  question: string;
+  reasoning: string;
+  image?: RgbImage | null;
+  /** Target score in [0, 1] (the judge's). */
+  target: number;
+}
+
+export interface RewardTrainResult {
+  /** Mean binary cross-entropy against the soft targets. */
+  loss: number;
+  /** Mean |score − target| of this batch (before the update). */
+  mae: number;
+  step: StepResult;
+}
+
+function emptyStats(): ThinkingRewardStats {
+  const z = () => Object.fromEntries(THINKING_FAILURES.map((f) => [f, 0])) as ThinkingRewardStats['failed'];
+  return { requested: 0, scored: 0, cacheHits: 0, calls: 0, retries: z(), failed: z() };
+}
+
+export class RewardModel extends VisionLanguageModel implements ThinkingReward {
+  readonly stats: ThinkingRewardStats = emptyStats();
+  /** Items per forward pass in score(). Default 64. */
+  scoreBatch = 64;
+
+  static override create(opts: CreateModelOptions = {}): RewardModel {
+    const { native, tokenizer } = createNative(opts, true);
+    return new RewardModel(native, tokenizer);
+  }
+
+  static override fromNative(native: unknown, tokenizer: Tokenizer): RewardModel {
+    return new RewardModel(native as never, tokenizer);
+  }
+
+  /** Token ids of one item, cut to the context: the reasoning's tail goes first. */
+  encodeItem(question: string, reasoning: string, hasImage: boolean): Int32Array {
+    if (typeof question !== 'string') throw new SophiaError('E_TYPE', `reward item: question must be a string, got ${describe(question)}`);
+    if (typeof reasoning !== 'string') throw new SophiaError('E_TYPE', `reward item: reasoning must be a string, got ${describe(reasoning)}`);
+    const q = this.tokenizer.encode(question.replace(/<image>/g, ''));
+    const r = this.tokenizer.encode(reasoning.replace(/<image>/g, ''));
+    const sep = this.tokenizer.encode('\n');
+    const head = hasImage ? this.visualTokens : 0;
+    const room = this.config.context - head;
+    const qn = Math.min(q.length, Math.max(0, room - sep.length - 1));
+    const rn = Math.max(0, Math.min(r.length, room - qn - sep.length));
+    const out = new Int32Array(head + qn + sep.length + rn);
+    out.fill(this.tokenizer.special.image, 0, head);
+    out.set(q.subarray(0, qn), head);
+    out.set(sep, head + qn);
+    out.set(r.subarray(0, rn), head + qn + sep.length);
+    return out;
+  }
+
+  private batchOf(items: readonly { question: string; reasoning: string; image?: RgbImage | null }[]): PackedBatch {
+    return this.pack(items.map((it) => ({ tokens: this.encodeItem(it.question, it.reasoning, !!it.image), image: it.image ?? null })), 'reward items');
+  }
+
+  /** Scores in [0, 1], one per item. */
+  async scoreTexts(items: readonly { question: string; reasoning: string; image?: RgbImage | null }[]): Promise<Float32Array> {
+    const out = new Float32Array(items.length);
+    for (let i = 0; i < items.length; i += this.scoreBatch) {
+      const chunk = items.slice(i, i + this.scoreBatch);
+      const batch = this.batchOf(chunk);
+      const s = new Float32Array(chunk.length);
+      await this.m.forward({ ...batch, out: s, async: true });
+      out.set(s, i);
+    }
+    return out;
+  }
+
+  /** ThinkingReward: the items' images arrive as PNG/JPEG bytes; an undecodable one gives NaN for that item. */
+  async score(items: ThinkingItem[]): Promise<number[]> {
+    if (!Array.isArray(items)) throw new SophiaError('E_TYPE', `score: items must be an array, got ${describe(items)}`);
+    this.stats.requested += items.length;
+    const decoded: ({ question: string; reasoning: string; image: RgbImage | null } | null)[] = items.map((it) => {
+      try {
+        return { question: it.question, reasoning: it.response, image: it.image ? decodeImage(it.image) : null };
+      } catch {
+        return null;
+      }
+    });
+    const ok = decoded.filter((d): d is NonNullable<typeof d> => d !== null);
+    const scores = ok.length ? await this.scoreTexts(ok) : new Float32Array(0);
+    let k = 0;
+    const out = decoded.map((d) => (d === null ? NaN : scores[k++]));
+    this.stats.scored += ok.length;
+    this.stats.failed.bad_response += items.length - ok.length;
+    return out;
+  }
+
+  /** One optimizer step of binary cross-entropy against soft targets (the gradient w.r.t. the score logit is p − y). */
+  async trainStep(examples: readonly RewardExample[], opts: StepOptions): Promise<RewardTrainResult> {
+    if (!Array.isArray(examples) || examples.length === 0) throw new SophiaError('E_SHAPE', `trainStep: examples must be a non-empty array, got ${describe(examples)}`);
+    examples.forEach((e, i) => {
+      if (typeof e?.target !== 'number' || !(e.target >= 0 && e.target <= 1))
+        throw new SophiaError('E_RANGE', `trainStep: examples[${i}].target must be a number in [0, 1], got ${describe(e?.target)}`);
+    });
+    const batch = this.batchOf(examples.map((e) => ({ question: e.question, reasoning: e.reasoning, image: e.image })));
+    const B = examples.length;
+    const p = new Float32Array(B);
+    const z = new Float32Array(B);
+    await this.m.forward({ ...batch, out: p, scoreLogits: z, async: true });
+    const d = new Float32Array(B);
+    let loss = 0;
+    let mae = 0;
+    for (let i = 0; i < B; i++) {
+      const y = examples[i].target;
+      // BCE from the logit, stable for large |z|: softplus(z) − y·z
+      loss += Math.max(z[i], 0) + Math.log1p(Math.exp(-Math.abs(z[i]))) - y * z[i];
+      mae += Math.abs(p[i] - y);
+      d[i] = (p[i] - y) / B;
+    }
+    this.zeroGrad();
+    await this.m.backward({ dout: d, async: true });
+    const step = await this.step(opts);
+    return { loss: loss / B, mae: mae / B, step };
+  }
+}
