@@ -43,3 +43,8 @@ export type { Grouping } from './ops/common';
 export * from './rewards';
 export * from './data';
 export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from './cli/score';
+export * from './model';
+export * from './judge';
+export * from './report';
+export * from './serve';
+export * from './pipeline/task';

@@ -2,7 +2,11 @@
  * `sophia rm serve`: a thinking reward model (embedded, or another server's) on an OpenAI-compatible
  * API, so trainers and `sophia score` reach every reward model the same way.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { packageRoot } from '../native';
+import { loadRewardModel } from '../model/checkpoint';
 import { SophiaError, describe } from '../errors';
 import { OpenAIThinkingReward, listModels, type ThinkingReward } from '../rewards/thinking';
 import { startThinkingRewardServer, type ThinkingRewardServerOptions } from '../serve/rm-server';
@@ -35,24 +39,28 @@ export interface RewardSource {
 }
 
 /** The reward to serve: exactly one of `upstream` and `checkpoint`. E_CONFIG otherwise. */
+/** Where the package's trained thinking reward model lives. */
+export function defaultRewardModelDir(): string {
+  return path.join(packageRoot(), 'models', 'thinking-rm');
+}
+
 export async function resolveRewardSource(opts: RewardSourceOptions): Promise<RewardSource> {
   if (opts === null || typeof opts !== 'object') throw new SophiaError('E_CONFIG', `resolveRewardSource: options must be an object, got ${describe(opts)}`);
   const { upstream, checkpoint } = opts;
   if (upstream !== undefined && checkpoint !== undefined) {
     throw new SophiaError('E_CONFIG', 'rm serve: pass one reward source, --upstream URL or --checkpoint DIR, not both');
   }
-  if (checkpoint !== undefined) {
-    if (typeof checkpoint !== 'string' || checkpoint.length === 0) {
-      throw new SophiaError('E_CONFIG', `rm serve: checkpoint must be a folder path, got ${describe(checkpoint)}`);
-    }
-    // TODO(lib/model): once lib/model/reward-source.ts exports loadEmbeddedThinkingReward, replace this throw with
-    //   const { loadEmbeddedThinkingReward } = await import('../model/reward-source');
-    //   const reward = await loadEmbeddedThinkingReward(checkpoint);
-    //   return { reward, description: `embedded reward model ${checkpoint}`, dispose: () => reward.dispose() };
-    throw new SophiaError('E_CONFIG', 'the embedded reward model is not available in this build; use --upstream URL');
-  }
   if (upstream === undefined) {
-    throw new SophiaError('E_CONFIG', 'rm serve: pass a reward source: --upstream URL (an OpenAI-compatible reward server) or --checkpoint DIR (an embedded reward model)');
+    // The embedded reward model is the default: the checkpoint shipped with the package.
+    const dir = checkpoint ?? defaultRewardModelDir();
+    if (typeof dir !== 'string' || dir.length === 0) {
+      throw new SophiaError('E_CONFIG', `rm serve: checkpoint must be a folder path, got ${describe(dir)}`);
+    }
+    if (checkpoint === undefined && !fs.existsSync(path.join(dir, 'config.json'))) {
+      throw new SophiaError('E_CONFIG', `rm serve: no reward source given and no shipped reward model at ${dir}: pass --upstream URL or --checkpoint DIR (make one with \`sophia rm train\`)`);
+    }
+    const reward = await loadRewardModel(dir);
+    return { reward, description: `embedded reward model ${dir}`, dispose: () => reward.dispose() };
   }
   // a key the caller did not give is not looked up in the environment: the server's own key must not travel upstream
   const apiKey = opts.upstreamApiKey ?? '';

@@ -1,4 +1,8 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Command } from 'commander';
+import { RewardModel, TINY_MODEL_CONFIG, saveModel } from '../../lib/model';
 import { PNG } from 'pngjs';
 import { parseByteSize, registerRmServe, resolveRewardSource } from '../../lib/cli/rm-serve';
 import { fillThinkingPrompt } from '../../lib/rewards/prompt';
@@ -43,12 +47,23 @@ async function startCli(args: string[]): Promise<{ url: string; stop: () => Prom
   };
 }
 
-test('resolveRewardSource: exactly one source; the embedded model is not in this build yet', async () => {
-  await expect(resolveRewardSource({})).rejects.toMatchObject({ code: 'E_CONFIG', message: expect.stringMatching(/--upstream URL .* or --checkpoint DIR/) });
+test('resolveRewardSource: one source; an embedded checkpoint loads as a RewardModel; a missing one is E_IO', async () => {
   await expect(resolveRewardSource({ upstream: 'http://127.0.0.1:1', checkpoint: 'ckpt' })).rejects.toMatchObject({ code: 'E_CONFIG', message: expect.stringMatching(/not both/) });
-  await expect(resolveRewardSource({ checkpoint: 'runs/rm/checkpoints/last' })).rejects.toMatchObject({
-    code: 'E_CONFIG', message: 'the embedded reward model is not available in this build; use --upstream URL',
-  });
+  await expect(resolveRewardSource({ checkpoint: path.join(os.tmpdir(), 'no-such-rm-checkpoint') })).rejects.toMatchObject({ code: 'E_IO' });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-rm-'));
+  try {
+    const rm = RewardModel.create({ config: TINY_MODEL_CONFIG, seed: 1 });
+    await saveModel(rm, dir);
+    rm.dispose();
+    const embedded = await resolveRewardSource({ checkpoint: dir });
+    expect(embedded.reward).toBeInstanceOf(RewardModel);
+    const [score] = await embedded.reward.score([{ question: 'how many?', response: 'red 2.', image: png() }]);
+    expect(score).toBeGreaterThan(0);
+    expect(score).toBeLessThan(1);
+    embedded.dispose?.();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
   await expect(resolveRewardSource({ upstream: 'ftp://x', upstreamModel: 'm' })).rejects.toMatchObject({ code: 'E_CONFIG' });
   await expect(resolveRewardSource({ upstream: 'http://127.0.0.1:1' })).rejects.toMatchObject({ code: 'E_REMOTE' });
   const source = await resolveRewardSource({ upstream: 'http://127.0.0.1:1/v1', upstreamModel: 'm' });
@@ -133,13 +148,10 @@ describe('sophia rm serve --upstream', () => {
   });
 });
 
-test('the CLI refuses a missing source, the embedded model, and an upstream that is itself', async () => {
+test('the CLI refuses a checkpoint that is not there, and an upstream that is itself', async () => {
   const program = new Command().exitOverride();
   registerRmServe(program);
-  await expect(program.parseAsync(['rm', 'serve', '--port', '0'], { from: 'user' })).rejects.toMatchObject({ code: 'E_CONFIG' });
-  await expect(program.parseAsync(['rm', 'serve', '--port', '0', '--checkpoint', 'ckpt'], { from: 'user' })).rejects.toMatchObject({
-    code: 'E_CONFIG', message: expect.stringMatching(/not available in this build/),
-  });
+  await expect(program.parseAsync(['rm', 'serve', '--port', '0', '--checkpoint', 'no-such-ckpt'], { from: 'user' })).rejects.toMatchObject({ code: 'E_IO' });
   await expect(program.parseAsync(['rm', 'serve', '--port', '8123', '--upstream', 'http://localhost:8123/v1'], { from: 'user' })).rejects.toMatchObject({
     code: 'E_CONFIG', message: expect.stringMatching(/is this server/),
   });

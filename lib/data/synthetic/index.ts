@@ -10,7 +10,7 @@ export {
 export {
   QUESTION_KINDS, MAX_QUESTION_CHARS, MAX_THINK_CHARS, generateProblems, goldSteps, goldResponse, answerOfSteps, questionOf,
   makeProblem, problemKey, checkProblem,
-  type QuestionKind, type SyntheticTask, type TaskAndScene, type SyntheticProblem, type GenerateOptions, type Split, type Difficulty, type ProblemType,
+  type QuestionKind, type SyntheticTask, type TaskAndScene, type SyntheticProblem, type GenerateOptions as ProblemGenerateOptions, type Split, type Difficulty, type ProblemType,
 } from './problems';
 export {
   SYNTHETIC_DATA_SOURCE, writeSyntheticDataset, readSyntheticProblems, problemsById, problemFromRow, toSyntheticRow,
