@@ -1,0 +1,541 @@
+/**
+ * The Trust-GRPO loop (design.md, "the main job"): rollouts → outcome and thinking rewards →
+ * trust weights and annealing → group advantages → old/reference log-probs → PPO mini-batches of
+ * forward → fused GRPO loss (gradient written in place over the logits) → backward → AdamW.
+ * Runs are folders (runs/<name>/: config.json, metrics.jsonl, samples.jsonl, checkpoints/,
+ * report.html) and resume from their last checkpoint with the same metrics as an uninterrupted run.
+ */
+import * as fs from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { SophiaError, describe } from '../errors';
+import { encodePng } from '../data/images';
+import { generateProblems, type SyntheticProblem } from '../data/synthetic';
+import { judgeThinking } from '../judge';
+import { VisionLanguageModel } from '../model/model';
+import { RewardModel } from '../model/reward';
+import { loadPolicy, loadRewardModel, readCheckpointConfig, saveModel, writeFileAtomic } from '../model/checkpoint';
+import { packageRoot } from '../native';
+import { groupAdvantages } from '../ops/advantages';
+import { grpoLoss } from '../ops/grpoLoss';
+import { logprobs as logprobsOp } from '../ops/logprobs';
+import { thinkingNeeded, trustRewards } from '../ops/trust';
+import { outcomeReward } from '../rewards/outcome';
+import { OpenAIThinkingReward, thinkingInput, type ThinkingReward } from '../rewards/thinking';
+import { Tensor } from '../tensor';
+import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../pipeline/task';
+import { learningRate, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
+
+/** The held-out problems are the same for every run and seed, so runs compare. */
+export const EVAL_SEED = 1000;
+
+export interface EvalMetrics {
+  accuracy: number;
+  judgeScore: number;
+  wrongThinkingRightAnswer: number;
+  formatRate: number;
+}
+
+export interface StepMetrics {
+  step: number;
+  outcomeMean: number;
+  /** Mean thinking reward over the scored responses (NaN when none). */
+  thinkingMean: number;
+  gammaMean: number;
+  gammaMin: number;
+  /** Share of groups with γ < 1. */
+  gammaBelow1: number;
+  /** γ of every group (for the distribution over time). */
+  gammas: number[];
+  /** Mean weight applied to Rt: γ·α·exp(−step/T). */
+  thinkingWeight: number;
+  /** exp(−step/T) (1 when annealing is off). */
+  anneal: number;
+  rewardMean: number;
+  advMean: number;
+  advStd: number;
+  pgLoss: number;
+  kl: number;
+  entropy: number;
+  clipFrac: number;
+  gradNorm: number;
+  lr: number;
+  responseTokens: number;
+  meanResponseLength: number;
+  tokensPerSec: number;
+  time: { sampling: number; rewards: number; loss: number; update: number; total: number };
+  rmCalls: number;
+  rmFailures: number;
+  eval?: EvalMetrics;
+}
+
+export interface SampleRecord {
+  step: number;
+  id: string;
+  question: string;
+  response: string;
+  /** Response tokens trained on (EOS included when sampled). */
+  tokens: number;
+  outcome: number;
+  thinking: number | null;
+  judge: number;
+  gamma: number;
+  weight: number;
+  reward: number;
+  advantage: number;
+}
+
+export interface TrainerHooks {
+  onStep?(m: StepMetrics): void;
+  onEval?(step: number, e: EvalResult): void;
+  onPhase?(step: number, phase: 'sampling' | 'rewards' | 'loss' | 'update' | 'eval' | 'checkpoint'): void;
+}
+
+export interface RunSummary {
+  runDir: string;
+  steps: number;
+  before?: EvalMetrics;
+  after?: EvalMetrics;
+  seconds: number;
+}
+
+export function defaultPolicyDir(): string {
+  return path.join(packageRoot(), 'models', 'sft-policy');
+}
+export function defaultRewardDir(): string {
+  return path.join(packageRoot(), 'models', 'thinking-rm');
+}
+
+function hash32(a: number, b: number): number {
+  let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x7f4a7c15, 0xc2b2ae35);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  return (h ^ (h >>> 12)) >>> 0;
+}
+
+function permutation(n: number, seed: number): number[] {
+  const p = Array.from({ length: n }, (_, i) => i);
+  let s = seed >>> 0;
+  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+const mean = (xs: ArrayLike<number>): number => {
+  let s = 0, n = 0;
+  for (let i = 0; i < xs.length; i++) if (!Number.isNaN(xs[i])) (s += xs[i]), n++;
+  return n ? s / n : NaN;
+};
+const std = (xs: ArrayLike<number>): number => {
+  const m = mean(xs);
+  let s = 0;
+  for (let i = 0; i < xs.length; i++) s += (xs[i] - m) ** 2;
+  return Math.sqrt(s / Math.max(1, xs.length));
+};
+
+function evalMetrics(e: EvalResult): EvalMetrics {
+  return { accuracy: e.accuracy, judgeScore: e.judgeScore, wrongThinkingRightAnswer: e.wrongThinkingRightAnswer, formatRate: e.formatRate };
+}
+
+/** Keeps the JSONL lines whose step is ≤ maxStep (and drops a torn last line). */
+async function truncateJsonl(file: string, maxStep: number): Promise<void> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch {
+    return;
+  }
+  const keep = text.split('\n').filter((line) => {
+    if (!line.trim()) return false;
+    try {
+      return (JSON.parse(line) as { step: number }).step <= maxStep;
+    } catch {
+      return false;
+    }
+  });
+  await writeFileAtomic(file, keep.length ? keep.join('\n') + '\n' : '');
+}
+
+export class TrustGrpoTrainer {
+  readonly config: TrainConfig;
+  readonly runDir: string;
+  private policy!: VisionLanguageModel;
+  private reference: VisionLanguageModel | null = null;
+  private reward: ThinkingReward | null = null;
+  private train!: SyntheticProblem[];
+  private held!: SyntheticProblem[];
+  private order!: number[];
+  private startStep = 1;
+  private optStep = 0;
+  private hooks: TrainerHooks;
+  private before?: EvalMetrics;
+
+  private constructor(config: TrainConfig, runDir: string, hooks: TrainerHooks) {
+    this.config = config;
+    this.runDir = runDir;
+    this.hooks = hooks;
+  }
+
+  /** A new run in runsDir/name (refused if that folder already holds a run). */
+  static async create(input: TrainConfigInput, hooks: TrainerHooks = {}): Promise<TrustGrpoTrainer> {
+    const config = resolveTrainConfig(input);
+    const runDir = path.join(config.runsDir, config.name);
+    if (fs.existsSync(path.join(runDir, 'config.json')))
+      throw new SophiaError('E_STATE', `${runDir} already holds a run: resume it (sophia train --resume ${runDir}) or pick another name`);
+    await fsp.mkdir(path.join(runDir, 'checkpoints'), { recursive: true });
+    await writeFileAtomic(path.join(runDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+    for (const f of ['metrics.jsonl', 'samples.jsonl']) await writeFileAtomic(path.join(runDir, f), '');
+    const t = new TrustGrpoTrainer(config, runDir, hooks);
+    await t.init(null);
+    return t;
+  }
+
+  /** Continues the run in runDir from its last checkpoint (or from the start when it has none). */
+  static async resume(runDir: string, hooks: TrainerHooks = {}): Promise<TrustGrpoTrainer> {
+    const file = path.join(runDir, 'config.json');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await fsp.readFile(file, 'utf8'));
+    } catch (err) {
+      throw new SophiaError('E_IO', `cannot resume ${runDir}: ${file} is missing or unreadable (${(err as Error).message})`, { cause: err });
+    }
+    const config = resolveTrainConfig(raw);
+    const t = new TrustGrpoTrainer(config, runDir, hooks);
+    let latest: { step: number; dir: string } | null = null;
+    try {
+      latest = JSON.parse(await fsp.readFile(path.join(runDir, 'checkpoints', 'latest.json'), 'utf8'));
+    } catch {
+      latest = null;
+    }
+    await t.init(latest);
+    return t;
+  }
+
+  private async init(latest: { step: number; dir: string } | null): Promise<void> {
+    const c = this.config;
+    this.train = generateProblems({ seed: c.seed, count: c.trainProblems, split: 'train', difficulty: c.difficulty });
+    this.held = generateProblems({ seed: EVAL_SEED, count: c.evalProblems, split: 'test', difficulty: c.difficulty });
+    this.order = permutation(this.train.length, hash32(c.seed, 1));
+    const policyDir = c.policy ?? defaultPolicyDir();
+    if (!fs.existsSync(path.join(policyDir, 'config.json')))
+      throw new SophiaError('E_CONFIG', `no policy checkpoint at ${policyDir}: pass policy (a folder made by \`sophia sft\`)`);
+    if (latest) {
+      const dir = path.join(this.runDir, 'checkpoints', latest.dir);
+      this.policy = await loadPolicy(dir, { optimizer: true });
+      const state = JSON.parse(await fsp.readFile(path.join(dir, 'trainer.json'), 'utf8')) as { step: number; optStep: number; before?: EvalMetrics };
+      this.startStep = state.step + 1;
+      this.optStep = state.optStep;
+      this.before = state.before;
+    } else {
+      this.policy = await loadPolicy(policyDir);
+    }
+    for (const f of ['metrics.jsonl', 'samples.jsonl']) await truncateJsonl(path.join(this.runDir, f), this.startStep - 1);
+    if (c.klCoef > 0) this.reference = await loadPolicy(policyDir);
+    this.reward = await this.makeReward();
+  }
+
+  private async makeReward(): Promise<ThinkingReward | null> {
+    const t = this.config.thinking;
+    if (t.source === 'none') return null;
+    if (t.source === 'http') {
+      return new OpenAIThinkingReward({ baseUrl: t.url!, model: t.model ?? 'sophia-thinking-rm', apiKey: t.apiKey ?? process.env.SOPHIA_RM_API_KEY ?? '' });
+    }
+    const dir = t.checkpoint ?? defaultRewardDir();
+    if (t.source === 'untrained') {
+      // The same architecture as the trained reward model, freshly initialised.
+      const { model } = await readCheckpointConfig(dir);
+      const { rewardHead: _r, ...arch } = model;
+      return RewardModel.create({ config: arch, seed: this.config.seed + 17 });
+    }
+    return loadRewardModel(dir);
+  }
+
+  private promptsFor(step: number): SyntheticProblem[] {
+    const P = this.config.promptsPerStep;
+    const out: SyntheticProblem[] = [];
+    for (let i = 0; i < P; i++) out.push(this.train[this.order[((step - 1) * P + i) % this.train.length]]);
+    return out;
+  }
+
+  private async evaluate(step: number): Promise<EvalMetrics> {
+    this.hooks.onPhase?.(step, 'eval');
+    const e = await evaluatePolicy(this.policy, this.held, { maxNew: this.config.maxNew });
+    this.hooks.onEval?.(step, e);
+    return evalMetrics(e);
+  }
+
+  private async scoreThinking(probs: SyntheticProblem[], responses: string[], outcome: Float32Array): Promise<{ thinking: Float32Array; calls: number; failures: number }> {
+    const c = this.config;
+    const G = c.groupSize;
+    const n = responses.length;
+    const thinking = new Float32Array(n).fill(NaN);
+    if (!this.reward) return { thinking, calls: 0, failures: 0 };
+    const needed = c.mode === 'reference' ? thinkingNeeded(outcome, { groupSize: G }, { mode: 'reference' }) : new Uint8Array(n).fill(1);
+    const idx: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (needed[i]) idx.push(i);
+      else thinking[i] = 0;
+    }
+    let scores: ArrayLike<number>;
+    if (this.reward instanceof RewardModel) {
+      scores = await this.reward.scoreTexts(idx.map((i) => {
+        const p = probs[Math.floor(i / G)];
+        return { question: p.question, reasoning: thinkingInput(responses[i], c.mode), image: p.image };
+      }));
+    } else {
+      scores = await this.reward.score(idx.map((i) => {
+        const p = probs[Math.floor(i / G)];
+        return { question: p.question, response: thinkingInput(responses[i], c.mode), image: encodePng(p.image) };
+      }));
+    }
+    let failures = 0;
+    idx.forEach((i, k) => {
+      thinking[i] = scores[k];
+      if (Number.isNaN(scores[k])) failures++;
+    });
+    return { thinking, calls: idx.length, failures };
+  }
+
+  /** Runs the remaining steps; returns the before/after evaluation. */
+  async run(): Promise<RunSummary> {
+    const c = this.config;
+    const t0 = Date.now();
+    if (this.startStep === 1) {
+      this.before = await this.evaluate(0);
+      await this.appendMetrics({ step: 0, eval: this.before } as unknown as StepMetrics);
+    }
+    let after: EvalMetrics | undefined;
+    for (let s = this.startStep; s <= c.steps; s++) {
+      const m = await this.step(s);
+      const last = s === c.steps;
+      if (last || (c.evalEvery > 0 && s % c.evalEvery === 0)) {
+        m.eval = await this.evaluate(s);
+        if (last) after = m.eval;
+      }
+      await this.appendMetrics(m);
+      this.hooks.onStep?.(m);
+      if (last || (c.checkpointEvery > 0 && s % c.checkpointEvery === 0)) await this.checkpoint(s);
+    }
+    if (!after && this.startStep > c.steps) after = await this.evaluate(c.steps);
+    return { runDir: this.runDir, steps: c.steps, before: this.before, after, seconds: (Date.now() - t0) / 1000 };
+  }
+
+  private async appendMetrics(m: StepMetrics): Promise<void> {
+    await fsp.appendFile(path.join(this.runDir, 'metrics.jsonl'), JSON.stringify(m) + '\n');
+  }
+
+  private async checkpoint(step: number): Promise<void> {
+    this.hooks.onPhase?.(step, 'checkpoint');
+    const ckDir = path.join(this.runDir, 'checkpoints');
+    const name = `step-${String(step).padStart(6, '0')}`;
+    const tmp = path.join(ckDir, `.${name}.${randomBytes(4).toString('hex')}.tmp`);
+    await saveModel(this.policy, tmp, { optimizer: true, extra: { step } });
+    await writeFileAtomic(path.join(tmp, 'trainer.json'), JSON.stringify({ step, optStep: this.optStep, before: this.before }) + '\n');
+    await fsp.rm(path.join(ckDir, name), { recursive: true, force: true });
+    await fsp.rename(tmp, path.join(ckDir, name));
+    await writeFileAtomic(path.join(ckDir, 'latest.json'), JSON.stringify({ step, dir: name }) + '\n');
+    // Keep the newest two.
+    const all = (await fsp.readdir(ckDir)).filter((d) => /^step-\d{6}$/.test(d)).sort();
+    for (const d of all.slice(0, -2)) await fsp.rm(path.join(ckDir, d), { recursive: true, force: true });
+  }
+
+  /** One Trust-GRPO step. */
+  async step(s: number): Promise<StepMetrics> {
+    const c = this.config;
+    const G = c.groupSize;
+    const V = this.policy.config.vocab;
+    const time = { sampling: 0, rewards: 0, loss: 0, update: 0, total: 0 };
+    const tStart = performance.now();
+    let t = tStart;
+    const lap = (k: keyof typeof time) => {
+      const now = performance.now();
+      time[k] += (now - t) / 1000;
+      t = now;
+    };
+
+    // 1. Rollouts: G samples per prompt, one shared prompt pass each.
+    this.hooks.onPhase?.(s, 'sampling');
+    const probs = this.promptsFor(s);
+    const prompts = probs.map((p) => promptInput(this.policy, p));
+    const samples = await this.policy.generate(prompts, { samples: G, maxNew: c.maxNew, temperature: c.temperature, topP: c.topP, seed: hash32(c.seed, s) });
+    const responses = samples.map((x) => responseText(this.policy, x.tokens));
+    lap('sampling');
+
+    // 2. Rewards: outcome (rule-based) and thinking (NaN = missing).
+    this.hooks.onPhase?.(s, 'rewards');
+    const n = samples.length;
+    const outcome = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const p = probs[samples[i].prompt];
+      outcome[i] = await outcomeReward({ response: responses[i], groundTruth: p.answer, problemType: p.problemType }, { mode: c.mode });
+    }
+    const { thinking, calls, failures } = await this.scoreThinking(probs, responses, outcome);
+
+    // 3. Trust weights and annealing → rewards; group advantages.
+    const T = c.T ?? (c.mode === 'paper' ? c.steps : 500);
+    const anneal = c.anneal ? Math.exp(-s / T) : 1;
+    let rewards: Float32Array;
+    let gamma: Float32Array;
+    let weight: Float32Array;
+    if (!this.reward) {
+      rewards = Float32Array.from(outcome);
+      gamma = new Float32Array(probs.length).fill(1);
+      weight = new Float32Array(probs.length);
+    } else if (c.trust) {
+      const tr = trustRewards({ outcome, thinking, groupSize: G }, { mode: c.mode, alpha: c.alpha, step: s, T: c.anneal ? T : 1e30 });
+      rewards = tr.rewards;
+      gamma = tr.gamma;
+      weight = tr.thinkingWeight;
+    } else {
+      // No trust: γ = 1 for every group.
+      const w = c.alpha * anneal;
+      rewards = outcome.map((o, i) => o + (Number.isNaN(thinking[i]) ? 0 : w * thinking[i]));
+      gamma = new Float32Array(probs.length).fill(1);
+      weight = new Float32Array(probs.length).fill(w);
+    }
+    const advantages = groupAdvantages({ rewards, groupSize: G }, { scale: c.advantageScale, eps: 1e-6 });
+    lap('rewards');
+
+    // 4. PPO: old log-probs from the policy before this step's updates, reference log-probs from
+    //    the frozen policy, then mini-batches of forward → fused loss (in place) → backward → AdamW.
+    const seqs = samples.map((x) => ({ tokens: [...Array.from(prompts[x.prompt].tokens), ...x.tokens], image: prompts[x.prompt].image }));
+    const groups = probs.length;
+    const mbGroups = Array.from({ length: c.miniBatches }, (_, k) => {
+      const lo = Math.floor((k * groups) / c.miniBatches), hi = Math.floor(((k + 1) * groups) / c.miniBatches);
+      const ids: number[] = [];
+      for (let g = lo; g < hi; g++) for (let j = 0; j < G; j++) ids.push(g * G + j);
+      return ids;
+    });
+    const mbs = mbGroups.map((ids) => {
+      const batch = this.policy.pack(ids.map((i) => seqs[i]), 'rollouts');
+      const rows: number[] = [];
+      const respStarts = new Int32Array(ids.length + 1);
+      ids.forEach((i, b) => {
+        const len = samples[i].tokens.length;
+        const end = batch.seqStarts[b + 1];
+        for (let r = end - len - 1; r < end - 1; r++) rows.push(r);
+        respStarts[b + 1] = respStarts[b] + len;
+      });
+      const rowArr = Int32Array.from(rows);
+      const labels = Int32Array.from(rows, (r) => batch.tokens[r + 1]);
+      return { ids, batch, rows: rowArr, labels, respStarts, adv: Float32Array.from(ids, (i) => advantages[i]), old: null as Float32Array | null, ref: undefined as Float32Array | undefined };
+    });
+    if (c.miniBatches > 1 || c.ppoEpochs > 1) {
+      for (const mb of mbs) mb.old = (await this.policy.logprobs(mb.batch, mb.rows, { temperature: c.temperature })).logp;
+    }
+    if (this.reference) {
+      for (const mb of mbs) mb.ref = (await this.reference.logprobs(mb.batch, mb.rows, { temperature: c.temperature })).logp;
+    }
+    lap('loss');
+
+    const totalOpt = c.steps * c.ppoEpochs * c.miniBatches;
+    let pg = 0, kl = 0, ent = 0, clip = 0, gn = 0, lr = 0, k = 0;
+    for (let e = 0; e < c.ppoEpochs; e++) {
+      for (const mb of mbs) {
+        this.hooks.onPhase?.(s, 'loss');
+        const logits = await this.policy.forward(mb.batch, mb.rows);
+        const lt = Tensor.from(logits, [mb.rows.length, V]);
+        if (!mb.old) mb.old = (await logprobsOp(lt, mb.labels, { temperature: c.temperature })).logp;
+        const res = await grpoLoss(
+          { logits: lt, labels: mb.labels, oldLogp: mb.old, refLogp: mb.ref, advantages: mb.adv, seqStarts: mb.respStarts },
+          {
+            temperature: c.temperature, clipLow: c.clipLow, clipHigh: c.clipHigh, dualClip: c.dualClip || undefined,
+            klCoef: this.reference ? c.klCoef : 0, klType: c.klType, entropyCoef: c.entropyCoef, lossAgg: c.lossAgg,
+            maxLen: c.lossAgg === 'seq-mean-token-sum-norm' ? c.maxNew : undefined, inplace: true, advantagesPer: 'sequence',
+          },
+        );
+        lap('loss');
+        this.hooks.onPhase?.(s, 'update');
+        this.policy.zeroGrad();
+        await this.policy.backward(logits);
+        lr = learningRate(c, this.optStep, totalOpt);
+        const st = await this.policy.step({ lr, weightDecay: c.weightDecay, clipNorm: c.clipNorm });
+        this.optStep++;
+        lap('update');
+        pg += res.metrics.pgLoss;
+        kl += res.metrics.klLoss;
+        ent += res.metrics.entropy;
+        clip += res.metrics.clipFrac;
+        gn += st.gradNorm;
+        k++;
+      }
+    }
+
+    // 5. Records.
+    const records: SampleRecord[] = samples.map((x, i) => {
+      const p = probs[x.prompt];
+      return {
+        step: s, id: p.id, question: p.question, response: responses[i], tokens: x.tokens.length, outcome: outcome[i],
+        thinking: Number.isNaN(thinking[i]) ? null : thinking[i], judge: judgeThinking(p, responses[i]).score,
+        gamma: gamma[x.prompt], weight: weight[x.prompt], reward: rewards[i], advantage: advantages[i],
+      };
+    });
+    await fsp.appendFile(path.join(this.runDir, 'samples.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const responseTokens = samples.reduce((a, x) => a + x.tokens.length, 0);
+    const trainedTokens = mbs.reduce((a, mb) => a + mb.batch.tokens.length, 0) * c.ppoEpochs;
+    time.total = (performance.now() - tStart) / 1000;
+    const g = Array.from(gamma);
+    return {
+      step: s,
+      outcomeMean: mean(outcome),
+      thinkingMean: mean(thinking),
+      gammaMean: mean(gamma),
+      gammaMin: Math.min(...g),
+      gammaBelow1: g.filter((v) => v < 1 - 1e-7).length / g.length,
+      gammas: g,
+      thinkingWeight: mean(weight),
+      anneal,
+      rewardMean: mean(rewards),
+      advMean: mean(advantages),
+      advStd: std(advantages),
+      pgLoss: pg / k,
+      kl: kl / k,
+      entropy: ent / k,
+      clipFrac: clip / k,
+      gradNorm: gn / k,
+      lr,
+      responseTokens,
+      meanResponseLength: responseTokens / n,
+      tokensPerSec: (trainedTokens + responseTokens) / time.total,
+      time,
+      rmCalls: calls,
+      rmFailures: failures,
+    };
+  }
+
+  /** Frees the models. */
+  dispose(): void {
+    this.policy?.dispose();
+    this.reference?.dispose();
+    if (this.reward instanceof RewardModel) this.reward.dispose();
+  }
+}
+
+/** Reads a run's metrics.jsonl. */
+export async function readMetrics(runDir: string): Promise<StepMetrics[]> {
+  const text = await fsp.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8').catch((err: Error) => {
+    throw new SophiaError('E_IO', `cannot read ${runDir}/metrics.jsonl: ${err.message}`, { cause: err });
+  });
+  return text.split('\n').filter((l) => l.trim()).map((l, i) => {
+    try {
+      return JSON.parse(l) as StepMetrics;
+    } catch {
+      throw new SophiaError('E_IO', `${runDir}/metrics.jsonl line ${i + 1} is not JSON: ${describe(l)}`);
+    }
+  });
+}
+
+export async function readSamples(runDir: string): Promise<SampleRecord[]> {
+  const text = await fsp.readFile(path.join(runDir, 'samples.jsonl'), 'utf8').catch(() => '');
+  return text.split('\n').filter((l) => l.trim()).flatMap((l) => {
+    try {
+      return [JSON.parse(l) as SampleRecord];
+    } catch {
+      return [];
+    }
+  });
+}

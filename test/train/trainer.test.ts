@@ -1,0 +1,117 @@
+/**
+ * The Trust-GRPO trainer on tiny models: a step's rewards, advantages and loss against hand
+ * computation, run folders, and kill-and-resume giving the metrics of an uninterrupted run.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { RewardModel, TINY_MODEL_CONFIG, VisionLanguageModel, saveModel } from '../../lib/model';
+import { TrustGrpoTrainer, readMetrics, readSamples, type StepMetrics } from '../../lib/train/trainer';
+import { resolveTrainConfig, learningRate } from '../../lib/train/config';
+
+let root: string;
+let policyDir: string;
+let rmDir: string;
+
+beforeAll(async () => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-train-'));
+  policyDir = path.join(root, 'policy');
+  rmDir = path.join(root, 'rm');
+  const p = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 1 });
+  await saveModel(p, policyDir);
+  p.dispose();
+  const r = RewardModel.create({ config: TINY_MODEL_CONFIG, seed: 2 });
+  // A reward model that is not constant: random head weights.
+  const w = r.getState('params');
+  for (const t of r.tensors) if (t.name.startsWith('score.')) for (let i = 0; i < t.size; i++) w[t.offset + i] = Math.sin(i + 1);
+  r.setState('params', w);
+  await saveModel(r, rmDir);
+  r.dispose();
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const base = (name: string, extra: Record<string, unknown> = {}) => ({
+  name, runsDir: path.join(root, 'runs'), policy: policyDir, thinking: { source: 'embedded' as const, checkpoint: rmDir },
+  steps: 4, promptsPerStep: 3, groupSize: 4, maxNew: 12, trainProblems: 50, evalProblems: 6, evalEvery: 2, checkpointEvery: 2,
+  lr: 1e-3, klCoef: 0.04, ...extra,
+});
+
+const strip = (m: StepMetrics) => {
+  const { time: _t, tokensPerSec: _s, ...rest } = m;
+  return rest;
+};
+
+test('a step: rewards, γ, advantages and the policy loss agree with hand computation', async () => {
+  const trainer = await TrustGrpoTrainer.create(base('hand', { steps: 1, evalEvery: 0, checkpointEvery: 0 }));
+  await trainer.run();
+  trainer.dispose();
+  const dir = path.join(root, 'runs', 'hand');
+  const [m0, m1] = await readMetrics(dir);
+  expect(m0.step).toBe(0);
+  expect(m0.eval).toBeDefined();
+  const samples = await readSamples(dir);
+  expect(samples).toHaveLength(12);
+  const G = 4, alpha = 0.3, T = 1, step = 1;
+  for (let g = 0; g < 3; g++) {
+    const grp = samples.slice(g * G, g * G + G);
+    const correct = grp.filter((x) => x.outcome >= 0.5).map((x) => x.thinking!);
+    const wrong = grp.filter((x) => x.outcome < 0.5).map((x) => x.thinking!);
+    const mu = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const gamma = correct.length && wrong.length && mu(correct) < mu(wrong) ? Math.exp(mu(correct) - mu(wrong)) : 1;
+    expect(grp[0].gamma).toBeCloseTo(gamma, 5);
+    const R = grp.map((x) => x.outcome + gamma * alpha * Math.exp(-step / T) * x.thinking!);
+    grp.forEach((x, i) => expect(x.reward).toBeCloseTo(R[i], 5));
+    const mean = mu(R);
+    const sd = Math.sqrt(R.reduce((a, r) => a + (r - mean) ** 2, 0) / (G - 1));
+    grp.forEach((x, i) => expect(x.advantage).toBeCloseTo((R[i] - mean) / (sd + 1e-6), 4));
+  }
+  // On-policy first step: ratio 1 and no KL (the reference is the same policy), so the token-mean
+  // PPO loss is −Σ A_i·len_i / Σ len_i.
+  const num = samples.reduce((a, x) => a + x.advantage * x.tokens, 0);
+  const den = samples.reduce((a, x) => a + x.tokens, 0);
+  expect(m1.pgLoss).toBeCloseTo(-num / den, 5);
+  expect(m1.kl).toBeCloseTo(0, 6);
+  expect(m1.clipFrac).toBe(0);
+  expect(m1.responseTokens).toBe(den);
+  expect(m1.gammas).toHaveLength(3);
+  expect(fs.existsSync(path.join(dir, 'checkpoints', 'latest.json'))).toBe(true);
+});
+
+test('kill and resume gives the metrics of an uninterrupted run', async () => {
+  const whole = await TrustGrpoTrainer.create(base('whole'));
+  await whole.run();
+  whole.dispose();
+
+  const killed = await TrustGrpoTrainer.create(base('killed'), {
+    onStep: (m) => {
+      if (m.step === 3) throw new Error('simulated kill after step 3 (checkpoint at 2)');
+    },
+  });
+  await expect(killed.run()).rejects.toThrow(/simulated kill/);
+  killed.dispose();
+  // A torn line as a kill mid-write would leave.
+  fs.appendFileSync(path.join(root, 'runs', 'killed', 'metrics.jsonl'), '{"step": 4, "outc');
+  const resumed = await TrustGrpoTrainer.resume(path.join(root, 'runs', 'killed'));
+  await resumed.run();
+  resumed.dispose();
+
+  const a = (await readMetrics(path.join(root, 'runs', 'whole'))).map(strip);
+  const b = (await readMetrics(path.join(root, 'runs', 'killed'))).map(strip);
+  expect(b.map((m) => m.step)).toEqual([0, 1, 2, 3, 4]);
+  expect(b).toEqual(a);
+  const sa = await readSamples(path.join(root, 'runs', 'whole'));
+  const sb = await readSamples(path.join(root, 'runs', 'killed'));
+  expect(sb).toEqual(sa);
+});
+
+test('an existing run is not overwritten; bad configs name the field', async () => {
+  await expect(TrustGrpoTrainer.create(base('hand'))).rejects.toMatchObject({ code: 'E_STATE' });
+  expect(() => resolveTrainConfig({ groupSize: 1 })).toThrow(/groupSize/);
+  expect(() => resolveTrainConfig({ klType: 'k9' })).toThrow(/klType/);
+  expect(() => resolveTrainConfig({ bogus: 1 })).toThrow(/bogus|Unrecognized/);
+  expect(() => resolveTrainConfig({ thinking: { source: 'http' } })).toThrow(/thinking.url/);
+  await expect(TrustGrpoTrainer.resume(path.join(root, 'runs', 'nope'))).rejects.toMatchObject({ code: 'E_IO' });
+  expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 0, 12)).toBeCloseTo(0.5);
+  expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 2, 12)).toBeCloseTo(1);
+  expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 12, 12)).toBeCloseTo(0.1);
+});
