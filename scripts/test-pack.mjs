@@ -55,7 +55,7 @@ try {
     if (Math.abs(r.loss + 1) > 1e-6 || Math.abs(g[0] + 0.5) > 1e-6 || Math.abs(g[1] - 0.5) > 1e-6) throw new Error('wrong grpoLoss ' + r.loss + ' ' + Array.from(g));
     console.log('esm ok');`;
   console.log(sh('node', ['--input-type=module', '-e', esm], app, { SOPHIA_QUIET: '1' }).trim());
-  console.log(sh(path.join(app, 'node_modules', '.bin', 'sophia'), ['start'], app, { SOPHIA_QUIET: '1' }).trim().split('\n').slice(-1)[0]);
+  console.log(sh(path.join(app, 'node_modules', '.bin', 'sophia'), ['check'], app, { SOPHIA_QUIET: '1' }).trim().split('\n').slice(-1)[0]);
   const probe = "try { require('sophia-rl').native(); console.log('usable') } catch (e) { console.log(e.code + ': ' + e.message) }";
   const cudaLine = sh('node', ['-e', probe], app, { SOPHIA_DEVICE: 'cuda', SOPHIA_QUIET: '1' }).trim();
   if (cudaLine !== 'usable' && !cudaLine.startsWith('E_DEVICE: SOPHIA_DEVICE=cuda')) throw new Error(`SOPHIA_DEVICE=cuda gave: ${cudaLine}`);

@@ -3,6 +3,7 @@ import { SophiaError } from '../errors';
 import { infoLines } from './info';
 import { registerRmServe } from './rm-serve';
 import { registerScore } from './score';
+import { registerTrain } from './train';
 import { smokeKernel } from './smoke';
 
 const program = new Command();
@@ -16,8 +17,8 @@ program
   });
 
 program
-  .command('start')
-  .description('the main job (until the trainer lands: system info and one checked kernel run)')
+  .command('check')
+  .description('system info and one grpoLoss run checked against a float64 oracle')
   .action(async () => {
     console.log(infoLines().join('\n'));
     const r = await smokeKernel();
@@ -27,6 +28,7 @@ program
 
 registerScore(program);
 registerRmServe(program);
+registerTrain(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof SophiaError) {

@@ -1,0 +1,124 @@
+/** report.html of a run (and of an ablation): the per-step charts, built from the run folder. */
+import * as path from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { writeReport, type Chart, type LineSeries, type Report, type ReportSection } from '../report';
+import { readMetrics, readSamples, type EvalMetrics, type StepMetrics } from './trainer';
+
+const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(3));
+
+function line(id: string, title: string, yLabel: string, series: LineSeries[], extra: Partial<Extract<Chart, { kind: 'line' }>> = {}): Chart {
+  return { kind: 'line', id, title, xLabel: 'step', yLabel, series, ...extra };
+}
+
+export function beforeAfterRows(before?: EvalMetrics, after?: EvalMetrics): (string | number)[][] {
+  const row = (name: string, k: keyof EvalMetrics) => [name, fmt(before?.[k]), fmt(after?.[k]), before && after ? (after[k] - before[k] >= 0 ? '+' : '') + (after[k] - before[k]).toFixed(3) : '—'];
+  return [
+    row('held-out accuracy', 'accuracy'),
+    row('judge score of the reasoning', 'judgeScore'),
+    row('wrong thinking, correct answer (rate)', 'wrongThinkingRightAnswer'),
+    row('format rate', 'formatRate'),
+  ];
+}
+
+/** Builds and writes runDir/report.html; returns its path. */
+export async function writeRunReport(runDir: string): Promise<string> {
+  const metrics = (await readMetrics(runDir)).filter((m) => m.step > 0 || m.eval);
+  const steps = metrics.filter((m) => m.step > 0 && m.outcomeMean !== undefined);
+  const samples = await readSamples(runDir);
+  const config = JSON.parse(await fsp.readFile(path.join(runDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const x = steps.map((m) => m.step);
+  const evals = metrics.filter((m) => m.eval);
+  const before = metrics.find((m) => m.step === 0)?.eval;
+  const after = evals.length > 1 ? evals[evals.length - 1].eval : undefined;
+  const sampled = samples.filter((s) => s.thinking !== null);
+  const stride = Math.max(1, Math.floor(sampled.length / 3000));
+  const sections: ReportSection[] = [
+    {
+      title: 'Before and after',
+      tables: [{ caption: 'Held-out problems, greedy decoding', header: ['metric', 'start', 'end', 'change'], rows: beforeAfterRows(before, after) }],
+    },
+    {
+      title: 'Rewards',
+      text: 'The mean outcome reward per step is the curve of the paper\'s Figure 5.',
+      charts: [
+        line('outcome', 'Mean outcome reward per step', 'outcome reward', [{ name: 'outcome', x, y: steps.map((m) => m.outcomeMean) }], { smooth: 5 }),
+        line('thinking', 'Mean thinking reward per step', 'thinking reward', [{ name: 'thinking', x, y: steps.map((m) => m.thinkingMean) }], { smooth: 5 }),
+        { kind: 'quantiles', id: 'gamma', title: 'Trust weight γ of the groups, per step', xLabel: 'step', yLabel: 'γ', x, samples: steps.map((m) => m.gammas ?? []) },
+        line('weight', 'Thinking-reward weight: α·exp(−step/T) and γ·α·exp(−step/T) as applied', 'weight', [
+          { name: 'α·exp(−step/T)', x, y: steps.map((m) => (config.alpha as number) * m.anneal) },
+          { name: 'applied (mean over groups)', x, y: steps.map((m) => m.thinkingWeight) },
+        ]),
+        {
+          kind: 'scatter', id: 'rm-vs-judge', title: 'Thinking reward against the judge\'s score (every rollout)', xLabel: 'judge score', yLabel: 'thinking reward',
+          points: sampled.filter((_s, i) => i % stride === 0).map((s) => ({ x: s.judge, y: s.thinking as number, group: s.outcome >= 0.5 ? 'right answer' : 'wrong answer' })), diagonal: true,
+        },
+      ],
+    },
+    {
+      title: 'Optimisation',
+      charts: [
+        line('loss', 'Policy-gradient loss', 'loss', [{ name: 'pg loss', x, y: steps.map((m) => m.pgLoss) }], { smooth: 5 }),
+        line('kl', 'KL to the reference policy', 'KL', [{ name: 'KL', x, y: steps.map((m) => m.kl) }]),
+        line('entropy', 'Entropy of the policy', 'nats', [{ name: 'entropy', x, y: steps.map((m) => m.entropy) }]),
+        line('gradnorm', 'Gradient norm (before clipping)', 'norm', [{ name: 'grad norm', x, y: steps.map((m) => m.gradNorm) }]),
+        line('length', 'Mean response length', 'tokens', [{ name: 'length', x, y: steps.map((m) => m.meanResponseLength) }]),
+      ],
+    },
+    {
+      title: 'Held-out evaluation',
+      charts: [
+        line('eval', 'Held-out metrics', 'rate', [
+          { name: 'accuracy', x: evals.map((m) => m.step), y: evals.map((m) => m.eval!.accuracy) },
+          { name: 'judge score', x: evals.map((m) => m.step), y: evals.map((m) => m.eval!.judgeScore) },
+          { name: 'wrong thinking, correct answer', x: evals.map((m) => m.step), y: evals.map((m) => m.eval!.wrongThinkingRightAnswer) },
+        ], { yRange: [0, 1] }),
+      ],
+    },
+    {
+      title: 'Speed',
+      charts: [
+        line('time', 'Seconds per step by phase', 'seconds', (['sampling', 'rewards', 'loss', 'update'] as const).map((k) => ({ name: k, x, y: steps.map((m) => m.time[k]) }))),
+      ],
+    },
+  ];
+  const file = path.join(runDir, 'report.html');
+  const report: Report = { title: `Trust-GRPO run ${path.basename(runDir)}`, subtitle: `${steps.length} steps`, sections, config };
+  await writeReport(file, report);
+  return file;
+}
+
+export interface AblationRun {
+  variant: string;
+  seed: number;
+  metrics: StepMetrics[];
+  after?: EvalMetrics;
+}
+
+/** The ablation report: curves of every variant overlaid (mean ± std over seeds) and the table. */
+export async function writeAblationReport(file: string, runs: AblationRun[], table: { header: string[]; rows: (string | number)[][] }, config: unknown): Promise<void> {
+  const variants = [...new Set(runs.map((r) => r.variant))];
+  const curve = (key: 'outcomeMean' | 'thinkingMean' | 'gammaMean'): LineSeries[] =>
+    variants.map((v) => {
+      const rs = runs.filter((r) => r.variant === v);
+      const steps = rs[0].metrics.filter((m) => m.step > 0 && m[key] !== undefined).map((m) => m.step);
+      const vals = steps.map((s) => rs.map((r) => r.metrics.find((m) => m.step === s)?.[key] ?? NaN));
+      const mean = vals.map((xs) => xs.reduce((a, b) => a + b, 0) / xs.length);
+      const sd = vals.map((xs, i) => Math.sqrt(xs.reduce((a, b) => a + (b - mean[i]) ** 2, 0) / Math.max(1, xs.length - 1)));
+      return { name: v, x: steps, y: mean, band: { lo: mean.map((m, i) => m - sd[i]), hi: mean.map((m, i) => m + sd[i]) } };
+    });
+  await writeReport(file, {
+    title: 'Trust-GRPO ablation (the paper\'s Table 3 on the embedded task)',
+    sections: [
+      { title: 'Results', tables: [{ caption: 'Held-out, mean ± std over seeds', ...table }] },
+      {
+        title: 'Curves (mean ± std over seeds)',
+        charts: [
+          { kind: 'line', id: 'abl-outcome', title: 'Mean outcome reward per step', xLabel: 'step', yLabel: 'outcome reward', series: curve('outcomeMean'), smooth: 5 },
+          { kind: 'line', id: 'abl-thinking', title: 'Mean thinking reward per step', xLabel: 'step', yLabel: 'thinking reward', series: curve('thinkingMean').filter((s) => s.y.some((v) => !Number.isNaN(v))) },
+          { kind: 'line', id: 'abl-gamma', title: 'Mean γ per step', xLabel: 'step', yLabel: 'γ', series: curve('gammaMean') },
+        ],
+      },
+    ],
+    config,
+  });
+}
