@@ -115,3 +115,14 @@ test('an existing run is not overwritten; bad configs name the field', async () 
   expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 2, 12)).toBeCloseTo(1);
   expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 12, 12)).toBeCloseTo(0.1);
 });
+
+test('the run report is one self-contained file with every chart', async () => {
+  const { writeRunReport } = await import('../../lib/train/report');
+  const file = await writeRunReport(path.join(root, 'runs', 'whole'));
+  const html = fs.readFileSync(file, 'utf8');
+  for (const id of ['outcome', 'thinking', 'gamma', 'weight', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'])
+    expect(html).toMatch(new RegExp(`<svg[^>]*id="${id}"`));
+  expect(html).not.toMatch(/<script[^>]*src=|https?:\/\/(?!www\.w3\.org)/);
+  expect(html).not.toMatch(/NaN|undefined/);
+  expect(html).toContain('held-out accuracy');
+});
