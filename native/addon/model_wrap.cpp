@@ -480,6 +480,7 @@ static float* F(const View& v) { return static_cast<float*>(v.data); }
 // the backward outputs too. Synchronous.
 Napi::Value NnOp(const Napi::CallbackInfo& info) {
   Args a(info, "nnOp");
+  if (!a.has("op")) fail("E_CONFIG", "nnOp: op is required (gemm, matmul, rmsnorm, rope, attention or swiglu), got " + describe(a.get("op")));
   const std::string op = a.oneOf("op", "", {"gemm", "matmul", "rmsnorm", "rope", "attention", "swiglu"});
   const int64_t big = int64_t(1) << 24;
   if (op == "gemm") {

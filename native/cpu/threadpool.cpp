@@ -33,12 +33,17 @@ ThreadPool::~ThreadPool() {
 }
 
 // Chunks are claimed under the lock: kernels use grains of many rows, so contention is negligible.
-void ThreadPool::work(const std::function<void(int64_t, int64_t)>* fn) {
+// The function is read with the chunk, under the same lock: a worker that woke for a job that has
+// since finished (job_ reset, or already replaced by the next job) must run the current job's
+// function on the current job's range, never a stale or null one.
+void ThreadPool::work() {
   for (;;) {
     int64_t begin, end;
+    const std::function<void(int64_t, int64_t)>* fn;
     {
       std::lock_guard<std::mutex> lk(m_);
-      if (next_ >= n_) return;
+      if (job_ == nullptr || next_ >= n_) return;
+      fn = job_;
       begin = next_;
       end = std::min(n_, begin + grain_);
       next_ = end;
@@ -50,16 +55,14 @@ void ThreadPool::work(const std::function<void(int64_t, int64_t)>* fn) {
 void ThreadPool::loop() {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* fn;
     {
       std::unique_lock<std::mutex> lk(m_);
       wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
-      fn = job_;
       ++active_;
     }
-    work(fn);
+    work();
     {
       std::lock_guard<std::mutex> lk(m_);
       if (--active_ == 0) done_.notify_all();
@@ -84,7 +87,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     ++generation_;
   }
   wake_.notify_all();
-  work(&fn);
+  work();
   std::unique_lock<std::mutex> lk(m_);
   // Workers that woke late find no chunk left and leave at once; wait for those still running.
   done_.wait(lk, [&] { return active_ == 0 && next_ >= n_; });

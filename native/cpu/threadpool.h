@@ -20,7 +20,7 @@ class ThreadPool {
 
  private:
   explicit ThreadPool(int threads);
-  void work(const std::function<void(int64_t, int64_t)>* fn);
+  void work();
   void loop();
 
   std::vector<std::thread> workers_;

@@ -611,11 +611,7 @@ describe('argument errors', () => {
     expectError(() => nnOp({ op: 'gemm', M: 1, N: 1, K: 1, A: [1], B: f(1), C: f(1) }), 'E_TYPE', /A must be a Float32Array/);
   });
 
-  // KNOWN BUG (native/addon/model_wrap.cpp NnOp): `op` is read with oneOf("op", "", …), whose
-  // default "" is returned unchecked, and every name but the first five falls through to the
-  // final `else`, so an options object without `op` runs swiglu instead of being refused.
-  // test.failing passes while the bug is there; remove `.failing` once NnOp refuses it.
-  test.failing('a missing op is refused with E_CONFIG (today it silently runs swiglu)', () => {
+  test('a missing op is refused with E_CONFIG', () => {
     const h = new Float32Array(2);
     expectError(() => nnOp({ n: 2, g: new Float32Array([1, 2]), u: new Float32Array([1, 1]), h }), 'E_CONFIG', /op/);
   });
