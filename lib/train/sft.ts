@@ -1,0 +1,403 @@
+/**
+ * Supervised warm start of the policy (`sophia sft`): teacher forcing on gold reasoning mixed with
+ * deliberately flawed reasoning, so that the policy answers in the `<think>…</think><answer>…</answer>`
+ * format, sometimes with flawed thinking, and is right only part of the time: room for RL, and
+ * responses that spread over the thinking judge's grid for the reward model to learn from.
+ */
+import * as path from 'node:path';
+import { z } from 'zod';
+import { SophiaError, describe } from '../errors';
+import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../data/synthetic';
+import { VisionLanguageModel, saveModel, writeFileAtomic, resolveModelConfig, type ModelConfig, type PackedBatch } from '../model';
+import { evaluatePolicy, promptInput, responseTokens, type EvalResult } from '../pipeline/task';
+import { writeReport, type Report } from '../report';
+
+/** Flawed kinds that keep the answer format, the default SFT mix: the policy should learn the format, not to break it. */
+export const SFT_FLAWED_KINDS: readonly PerturbationKind[] = [
+  'wrong_count_right_answer', 'wrong_count_wrong_answer', 'wrong_arithmetic', 'skipped_step', 'repetition', 'redundant',
+];
+
+const int = (d: number, desc: string, min = 0) => z.number().int().min(min).default(d).describe(desc);
+
+export const SftOptionsSchema = z
+  .object({
+    out: z.string().min(1).describe('folder for the policy checkpoint, sft.json and report.html'),
+    seed: int(0, 'seed of the weights, the problems, the response mix and the batch order'),
+    model: z.record(z.string(), z.unknown()).optional().describe('model config fields over DEFAULT_MODEL_CONFIG'),
+    problems: int(4000, 'training problems (train split)', 1),
+    epochs: int(4, 'passes over the training problems (a fresh gold/flawed draw per pass)', 1),
+    steps: z.number().int().min(1).optional().describe('optimizer steps; overrides epochs'),
+    batch: int(32, 'sequences per optimizer step (bounds the activation memory)', 1),
+    lr: z.number().positive().finite().default(2e-3).describe('peak learning rate'),
+    warmup: int(20, 'linear warm-up steps'),
+    minLrRatio: z.number().min(0).max(1).default(0.1).describe('the cosine decays to lr × minLrRatio'),
+    weightDecay: z.number().min(0).finite().default(0.01).describe('AdamW decoupled weight decay'),
+    clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
+    flawedFraction: z.number().min(0).max(1).default(0.35).describe('share of training responses with flawed reasoning'),
+    flawedKinds: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).min(1).default([...SFT_FLAWED_KINDS]).describe('perturbations drawn (uniformly) for flawed responses'),
+    difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty'),
+    eval: int(256, 'held-out problems (test split) for the greedy evaluation; 0 = none'),
+    evalBefore: z.boolean().default(true).describe('also evaluate the freshly initialised model'),
+    maxNew: int(96, 'new tokens per evaluation response at most', 1),
+  })
+  .strict();
+
+export type SftConfig = z.infer<typeof SftOptionsSchema>;
+
+export interface SftProgress {
+  phase: 'data' | 'eval-before' | 'train' | 'eval';
+  done: number;
+  total: number;
+  /** Training loss of the latest step (nats per response token). */
+  loss?: number;
+  lr?: number;
+}
+
+export type SftOptions = z.input<typeof SftOptionsSchema> & {
+  /** Called after each step and each evaluation chunk. */
+  onProgress?: (p: SftProgress) => void;
+};
+
+export interface SftStepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+}
+
+export interface SftResult {
+  config: SftConfig;
+  model: ModelConfig;
+  params: number;
+  steps: number;
+  /** Sequences trained on (with repeats over epochs). */
+  sequences: number;
+  /** Training responses left out because prompt + response did not fit the context. */
+  skipped: number;
+  /** Mean training loss over the last 10% of the steps. */
+  finalTrainLoss: number;
+  /** Teacher-forced loss on the held-out problems' gold responses (nats per token), before and after. */
+  heldOutLoss: { before: number; after: number };
+  evalBefore?: EvalResult;
+  eval?: EvalResult;
+  history: SftStepRecord[];
+  seconds: number;
+  out: string;
+}
+
+/** Zod issues → one SophiaError naming each offending option. */
+export function optionsError(fn: string, input: unknown, issues: z.ZodError['issues']): SophiaError {
+  const lines = issues.map((i) => {
+    const at = i.path.length ? i.path.join('.') : '(options)';
+    let got = input;
+    for (const k of i.path) got = got && typeof got === 'object' ? (got as Record<string | number, unknown>)[k as string] : undefined;
+    return `${at}: ${i.message} (got ${describe(got)})`;
+  });
+  return new SophiaError('E_CONFIG', `${fn}: ${lines.join('; ')}`);
+}
+
+export function resolveSftOptions(input: unknown): SftConfig {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new SophiaError('E_TYPE', `sft: options must be an object, got ${describe(input)}`);
+  const { onProgress: _p, ...rest } = input as Record<string, unknown>;
+  const r = SftOptionsSchema.safeParse(rest);
+  if (!r.success) throw optionsError('sft', rest, r.error.issues);
+  return r.data;
+}
+
+export interface LrSchedule {
+  /** Peak learning rate. */
+  lr: number;
+  /** Linear warm-up steps (the first step runs at lr / warmup). */
+  warmup: number;
+  /** Total optimizer steps. */
+  total: number;
+  /** The cosine ends at lr × minLrRatio. Default 0.1. */
+  minLrRatio?: number;
+}
+
+/** Learning rate of optimizer step `step` (0-based): linear warm-up, then a cosine from lr down to lr × minLrRatio at the last step. */
+export function lrAt(step: number, s: LrSchedule): number {
+  if (!Number.isInteger(step) || step < 0) throw new SophiaError('E_RANGE', `lrAt: step must be an integer >= 0, got ${describe(step)}`);
+  const min = s.lr * (s.minLrRatio ?? 0.1);
+  if (step < s.warmup) return (s.lr * (step + 1)) / s.warmup;
+  const span = s.total - s.warmup - 1;
+  if (span <= 0) return s.lr;
+  const t = Math.min(1, (step - s.warmup) / span);
+  return min + (s.lr - min) * 0.5 * (1 + Math.cos(Math.PI * t));
+}
+
+/** One teacher-forced sequence: prompt tokens then response tokens (text + EOS). */
+export interface ForcedSequence {
+  prompt: Int32Array;
+  response: Int32Array;
+  image: SyntheticProblem['image'];
+}
+
+/** Packs sequences and lists the rows that predict response tokens (the last prompt row through the row before EOS). */
+export function forcedBatch(model: VisionLanguageModel, seqs: readonly ForcedSequence[]): { batch: PackedBatch; rows: Int32Array; labels: Int32Array } {
+  const batch = model.pack(seqs.map((s) => {
+    const t = new Int32Array(s.prompt.length + s.response.length);
+    t.set(s.prompt);
+    t.set(s.response, s.prompt.length);
+    return { tokens: t, image: s.image };
+  }));
+  const n = seqs.reduce((a, s) => a + s.response.length, 0);
+  const rows = new Int32Array(n);
+  const labels = new Int32Array(n);
+  let k = 0;
+  seqs.forEach((s, b) => {
+    const end = batch.seqStarts[b + 1];
+    for (let r = end - s.response.length - 1; r < end - 1; r++) {
+      rows[k] = r;
+      labels[k++] = batch.tokens[r + 1];
+    }
+  });
+  return { batch, rows, labels };
+}
+
+/**
+ * Mean cross-entropy of `labels` under `logits` [rows, V]; when `grad` is set, d loss / d logits is
+ * written over the logits (the `<image>` column is −∞ and gets 0).
+ */
+export function crossEntropy(logits: Float32Array, labels: Int32Array, V: number, grad: boolean): number {
+  const n = labels.length;
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    const o = i * V;
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) if (logits[o + v] > max) max = logits[o + v];
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v] - max);
+    const lse = max + Math.log(sum);
+    loss += lse - logits[o + labels[i]];
+    if (grad) {
+      for (let v = 0; v < V; v++) logits[o + v] = Math.exp(logits[o + v] - lse) / n;
+      logits[o + labels[i]] -= 1 / n;
+    }
+  }
+  return loss / n;
+}
+
+/** A seeded Fisher–Yates shuffle (a copy). */
+export function shuffle<T>(rng: Rng, items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** Fits when the packed length (the `<image>` token expanded) is within the context. */
+function fits(model: VisionLanguageModel, s: ForcedSequence): boolean {
+  const extra = s.image ? model.visualTokens - 1 : 0;
+  return s.prompt.length + extra + s.response.length <= model.config.context;
+}
+
+/** The training response of one problem in one epoch: gold, or a flawed one with probability `flawedFraction`. */
+function sftResponse(p: SyntheticProblem, rng: Rng, c: SftConfig): string {
+  if (rng() >= c.flawedFraction) return goldResponse(p);
+  return perturb(p, c.flawedKinds[Math.floor(rng() * c.flawedKinds.length)], rng);
+}
+
+/** Teacher-forced mean loss (no update) in chunks of `batch`. */
+export async function forcedLoss(model: VisionLanguageModel, seqs: readonly ForcedSequence[], batch: number): Promise<number> {
+  let total = 0;
+  let count = 0;
+  for (let i = 0; i < seqs.length; i += batch) {
+    const { batch: b, rows, labels } = forcedBatch(model, seqs.slice(i, i + batch));
+    const logits = await model.forward(b, rows);
+    total += crossEntropy(logits, labels, model.config.vocab, false) * labels.length;
+    count += labels.length;
+  }
+  return count ? total / count : NaN;
+}
+
+const f3 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(3));
+
+/** Warm-starts a policy and saves it to `out` (checkpoint, sft.json, report.html). */
+export async function runSft(options: SftOptions): Promise<SftResult> {
+  const started = performance.now();
+  const c = resolveSftOptions(options);
+  const onProgress = options.onProgress;
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw new SophiaError('E_TYPE', `sft: onProgress must be a function, got ${describe(onProgress)}`);
+  const modelConfig = resolveModelConfig(c.model ?? {});
+  const model = VisionLanguageModel.create({ config: modelConfig, seed: c.seed });
+  try {
+    const problems = generateProblems({ seed: c.seed, count: c.problems, split: 'train', difficulty: c.difficulty });
+    const evalProblems = c.eval > 0 ? generateProblems({ seed: c.seed, count: c.eval, split: 'test', difficulty: c.difficulty }) : [];
+    const prompts = problems.map((p) => promptInput(model, p).tokens as Int32Array);
+    const heldOut: ForcedSequence[] = evalProblems
+      .map((p) => ({ prompt: promptInput(model, p).tokens as Int32Array, response: responseTokens(model, goldResponse(p)), image: p.image }))
+      .filter((s) => fits(model, s));
+
+    // A fresh draw of responses per epoch, dropping those that do not fit the context.
+    let skipped = 0;
+    const epochData = (e: number): ForcedSequence[] => {
+      const rng = createRng(c.seed, `sft/epoch/${e}`);
+      const out: ForcedSequence[] = [];
+      problems.forEach((p, i) => {
+        const s = { prompt: prompts[i], response: responseTokens(model, sftResponse(p, rng, c)), image: p.image };
+        if (fits(model, s)) out.push(s);
+        else if (e === 0) skipped++;
+      });
+      return shuffle(rng, out);
+    };
+    let epoch = 0;
+    let data = epochData(epoch);
+    if (data.length === 0) throw new SophiaError('E_CONFIG', `sft: no training sequence fits the context (${model.config.context} tokens); raise model.context or use difficulty "easy"`);
+    const total = c.steps ?? Math.ceil((data.length * c.epochs) / c.batch);
+    const schedule: LrSchedule = { lr: c.lr, warmup: Math.min(c.warmup, total), total, minLrRatio: c.minLrRatio };
+
+    const evaluate = async (phase: 'eval-before' | 'eval'): Promise<EvalResult | undefined> => {
+      if (evalProblems.length === 0) return undefined;
+      const chunk = 64;
+      let merged: EvalResult | undefined;
+      for (let i = 0; i < evalProblems.length; i += chunk) {
+        const part = evalProblems.slice(i, i + chunk);
+        const r = await evaluatePolicy(model, part, { maxNew: c.maxNew, chunk });
+        merged = merged ? mergeEval(merged, r) : r;
+        onProgress?.({ phase, done: Math.min(evalProblems.length, i + chunk), total: evalProblems.length });
+      }
+      return merged;
+    };
+
+    const lossBefore = await forcedLoss(model, heldOut, c.batch);
+    const evalBefore = c.evalBefore ? await evaluate('eval-before') : undefined;
+
+    const history: SftStepRecord[] = [];
+    let cursor = 0;
+    let sequences = 0;
+    for (let step = 0; step < total; step++) {
+      if (cursor >= data.length) {
+        data = epochData(++epoch);
+        cursor = 0;
+      }
+      const seqs = data.slice(cursor, cursor + c.batch);
+      cursor += c.batch;
+      const { batch, rows, labels } = forcedBatch(model, seqs);
+      const logits = await model.forward(batch, rows);
+      const loss = crossEntropy(logits, labels, model.config.vocab, true);
+      if (!Number.isFinite(loss)) throw new SophiaError('E_NUMERIC', `sft: the loss became ${loss} at step ${step + 1}; lower lr (now ${c.lr})`);
+      model.zeroGrad();
+      await model.backward(logits);
+      const lr = lrAt(step, schedule);
+      const r = await model.step({ lr, weightDecay: c.weightDecay, clipNorm: c.clip });
+      sequences += seqs.length;
+      history.push({ step: step + 1, loss, lr, gradNorm: r.gradNorm, tokens: labels.length });
+      onProgress?.({ phase: 'train', done: step + 1, total, loss, lr });
+    }
+
+    const lossAfter = await forcedLoss(model, heldOut, c.batch);
+    const evalAfter = await evaluate('eval');
+    const tail = history.slice(-Math.max(1, Math.ceil(history.length / 10)));
+    const result: SftResult = {
+      config: c,
+      model: model.config,
+      params: model.numParams,
+      steps: total,
+      sequences,
+      skipped,
+      finalTrainLoss: tail.reduce((a, h) => a + h.loss, 0) / tail.length,
+      heldOutLoss: { before: lossBefore, after: lossAfter },
+      evalBefore,
+      eval: evalAfter,
+      history,
+      seconds: (performance.now() - started) / 1000,
+      out: c.out,
+    };
+    await saveModel(model, c.out, {
+      extra: {
+        made: 'sophia sft',
+        sft: { seed: c.seed, problems: c.problems, steps: total, flawedFraction: c.flawedFraction, difficulty: c.difficulty, eval: summaryOfEval(evalAfter), heldOutLoss: result.heldOutLoss },
+      },
+    });
+    await writeFileAtomic(path.join(c.out, 'sft.json'), JSON.stringify(result, null, 2) + '\n');
+    await writeReport(path.join(c.out, 'report.html'), sftReport(result));
+    return result;
+  } finally {
+    model.dispose();
+  }
+}
+
+function summaryOfEval(e: EvalResult | undefined): Record<string, number> | null {
+  if (!e) return null;
+  return { n: e.n, formatRate: e.formatRate, accuracy: e.accuracy, judgeScore: e.judgeScore, wrongThinkingRightAnswer: e.wrongThinkingRightAnswer };
+}
+
+/** Combines two evaluations of disjoint problem sets. */
+function mergeEval(a: EvalResult, b: EvalResult): EvalResult {
+  const n = a.n + b.n;
+  const w = (x: number, y: number): number => (x * a.n + y * b.n) / n;
+  const right = a.accuracy * a.n + b.accuracy * b.n;
+  const wtra = a.wrongThinkingRightAnswer * a.n + b.wrongThinkingRightAnswer * b.n;
+  return {
+    n,
+    formatRate: w(a.formatRate, b.formatRate),
+    accuracy: w(a.accuracy, b.accuracy),
+    judgeScore: w(a.judgeScore, b.judgeScore),
+    wrongThinkingRightAnswer: wtra / n,
+    wrongThinkingGivenRight: right > 0 ? wtra / right : 0,
+    examples: [...a.examples, ...b.examples].slice(0, 8),
+  };
+}
+
+/** The closing table of `sophia sft`. */
+export function formatSftSummary(r: SftResult): string {
+  const b = r.evalBefore;
+  const a = r.eval;
+  const rows: [string, string, string][] = [
+    ['', 'before', 'after'],
+    ['held-out loss (gold, nats/token)', f3(r.heldOutLoss.before), f3(r.heldOutLoss.after)],
+    ['format rate', f3(b?.formatRate), f3(a?.formatRate)],
+    ['accuracy', f3(b?.accuracy), f3(a?.accuracy)],
+    ['judge score', f3(b?.judgeScore), f3(a?.judgeScore)],
+    ['wrong thinking, right answer', f3(b?.wrongThinkingRightAnswer), f3(a?.wrongThinkingRightAnswer)],
+  ];
+  const w0 = Math.max(...rows.map((x) => x[0].length));
+  const lines = rows.map(([k, x, y]) => `  ${k.padEnd(w0)}  ${x.padStart(7)}  ${y.padStart(7)}`);
+  lines.push(`  ${r.steps} steps, ${r.sequences} sequences (${r.skipped} skipped: too long), final train loss ${f3(r.finalTrainLoss)}, ${r.params.toLocaleString('en-US')} parameters, ${r.seconds.toFixed(1)} s`);
+  if (a && a.examples.length) lines.push(`  e.g. ${JSON.stringify(a.examples[0].question)} → ${JSON.stringify(a.examples[0].response)}`);
+  return lines.join('\n');
+}
+
+function sftReport(r: SftResult): Report {
+  const b = r.evalBefore;
+  const a = r.eval;
+  const row = (name: string, pick: (e: EvalResult) => number): (string | number)[] => [name, b ? pick(b) : NaN, a ? pick(a) : NaN];
+  return {
+    title: 'sophia sft',
+    subtitle: `warm start of ${r.params.toLocaleString('en-US')} parameters on ${r.config.problems} problems, ${r.steps} steps`,
+    sections: [
+      {
+        title: 'Training',
+        charts: [
+          {
+            kind: 'line', id: 'loss', title: 'Training loss (response tokens)', xLabel: 'step', yLabel: 'nats / token', smooth: 20,
+            series: [{ name: 'train loss', x: r.history.map((h) => h.step), y: r.history.map((h) => h.loss) }],
+          },
+          {
+            kind: 'line', id: 'lr', title: 'Learning rate', xLabel: 'step', yLabel: 'lr',
+            series: [{ name: 'lr', x: r.history.map((h) => h.step), y: r.history.map((h) => h.lr) }],
+          },
+        ],
+      },
+      {
+        title: 'Held-out evaluation (greedy)',
+        tables: [{
+          header: ['metric', 'before', 'after'],
+          rows: [
+            ['held-out loss (gold)', r.heldOutLoss.before, r.heldOutLoss.after],
+            row('format rate', (e) => e.formatRate),
+            row('accuracy', (e) => e.accuracy),
+            row('judge score', (e) => e.judgeScore),
+            row('wrong thinking, right answer', (e) => e.wrongThinkingRightAnswer),
+          ],
+        }],
+        text: a ? a.examples.map((e) => `${e.question} → ${e.response} (outcome ${e.outcome}, judge ${e.judge})`).join('\n\n') : undefined,
+      },
+    ],
+    config: r.config,
+  };
+}
