@@ -82,7 +82,8 @@ describe.each(['f32', 'bf16', 'f16'] as const)('CPU builds agree (%s)', (dtype) 
       }
       for (let j = 0; j < V; j++) expect(r.grad[6 * V + j]).toBe(0); // masked row
       const base = results[0];
-      expect(Math.abs(r.g.loss - base.g.loss)).toBeLessThan(1e-6);
+      // FMA contraction differs between the builds: relative tolerance.
+      expect(Math.abs(r.g.loss - base.g.loss)).toBeLessThan(1e-5 * Math.max(1, Math.abs(base.g.loss)));
       let maxDiff = 0, maxAbs = 0;
       for (let i = 0; i < r.grad.length; i++) {
         maxDiff = Math.max(maxDiff, Math.abs(r.grad[i] - base.grad[i]));
