@@ -2,7 +2,9 @@ import { Command } from 'commander';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
 import { registerRmServe } from './rm-serve';
+import { registerRmTrain } from './rm-train';
 import { registerScore } from './score';
+import { registerSft } from './sft';
 import { registerTrain } from './train';
 import { smokeKernel } from './smoke';
 
@@ -28,6 +30,8 @@ program
 
 registerScore(program);
 registerRmServe(program);
+registerRmTrain(program);
+registerSft(program);
 registerTrain(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
