@@ -12,3 +12,6 @@ cmake -S . -B build-gpu-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOPHIA_CUDA=
 cmake --build build-gpu-bench --target sophia_gpu_bench >> "$out/cmake.log"
 ./build-gpu-bench/sophia_gpu_bench --n "${N:-16384}" --v "${VS:-32768,151936}" --json "$out/gpu-kernels.json" | tee "$out/gpu-kernels.txt"
 python3 bench/gpu/torch_baseline.py --n "${N:-16384}" --v "${VS:-32768,151936}" --sophia "$out/gpu-kernels.json" --json "$out/gpu-torch.json" | tee "$out/gpu-torch.txt"
+# The embedded model: CUDA backend against the CPU one (exits non-zero on a mismatch), and throughput.
+cmake --build build-gpu-bench --target sophia_model_parity >> "$out/cmake.log"
+./build-gpu-bench/sophia_model_parity | tee "$out/model-parity.txt"
