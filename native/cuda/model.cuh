@@ -70,7 +70,7 @@ class Model {
   void zeroGrad();
   model::StepResult step(const model::AdamW& o);
   // All pointers in g are host pointers. Logits come back to the host each step and are sampled
-  // there with the CPU model's generator: same seed and equal logits give the same tokens.
+  // there by the CPU's sampler (cpu/sampling.h): same seed and equal logits, same tokens.
   void generate(const model::Generate& g);
 
  private:
