@@ -34,7 +34,7 @@ export const RmOptionsSchema = z
     balance: z.boolean().default(true).describe('cap every score bin of the training set at binCap (the paper balanced its bins)'),
     binCap: z.number().int().min(1).optional().describe('most training items per 0.1 score bin (default: the median size of the non-empty bins)'),
     init: z.enum(['policy', 'random']).default('policy').describe("'policy': start from the policy's weights (its vision and reading of the task) with a fresh score head; 'random': a fresh model of config `model`"),
-    model: z.record(z.string(), z.unknown()).optional().describe("model config fields of a fresh reward model (init 'random' only)"),
+    model: z.record(z.string(), z.unknown()).optional().describe("model config fields of a fresh reward model (init 'random' only; default RANDOM_INIT_RM_CONFIG)"),
     steps: int(500, 'optimizer steps', 1),
     batch: int(32, 'items per optimizer step', 1),
     lr: z.number().positive().finite().default(5e-4).describe('peak learning rate'),
@@ -44,7 +44,7 @@ export const RmOptionsSchema = z
     clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty (as the policy was trained on)'),
     eval: int(200, 'held-out problems (test split), their responses made the same way', 1),
-    evalEvery: int(100, 'held-out evaluation every K steps (and at the start and the end); 0 = start and end only'),
+    evalEvery: int(250, 'held-out evaluation every K steps (and at the start and the end); 0 = start and end only'),
     maxNew: int(96, 'new tokens per sampled response at most', 1),
   })
   .strict();
@@ -147,6 +147,9 @@ export function resolveRmOptions(input: unknown): RmConfig {
   return c;
 }
 
+/** The architecture of a reward model trained from scratch (init 'random') unless `model` says otherwise: a smaller, faster network than the policy. */
+export const RANDOM_INIT_RM_CONFIG: Readonly<Partial<ModelConfig>> = Object.freeze({ dim: 128, layers: 3, heads: 4, kvHeads: 2, ffn: 384, visionHeads: 4, visionFfn: 384 });
+
 const FLAWED_KINDS = PERTURBATION_KINDS.filter((k) => k !== 'gold');
 
 /**
@@ -231,7 +234,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     const all = problems.length + evalProblems.length;
     trainItems = await collect(policy, problems, c, 'train', (d) => onProgress?.({ phase: 'sample', done: d, total: all }));
     evalItems = await collect(policy, evalProblems, c, 'eval', (d) => onProgress?.({ phase: 'sample', done: problems.length + d, total: all }));
-    rm = c.init === 'policy' ? rewardModelFromPolicy(policy, c.seed) : RewardModel.create({ config: c.model ?? {}, seed: c.seed });
+    rm = c.init === 'policy' ? rewardModelFromPolicy(policy, c.seed) : RewardModel.create({ config: c.model ?? RANDOM_INIT_RM_CONFIG, seed: c.seed });
   } finally {
     policy.dispose();
   }
@@ -243,7 +246,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     for (const it of trainItems) sources[it.source] = (sources[it.source] ?? 0) + 1;
     const balanced = c.balance
       ? balanceBins(trainItems, (it) => it.target, rng, c.binCap)
-      : { items: shuffle(rng, trainItems), cap: Infinity, before: binCounts(trainItems.map((it) => it.target)), after: binCounts(trainItems.map((it) => it.target)) };
+      : { items: shuffle(rng, trainItems), cap: trainItems.length, before: binCounts(trainItems.map((it) => it.target)), after: binCounts(trainItems.map((it) => it.target)) };
     if (balanced.items.length === 0) throw new SophiaError('E_CONFIG', 'rm train: no training items were produced');
     const evalBalanced = balanceBins(evalItems, (it) => it.target, createRng(c.seed, 'rm/balance-eval')).items;
     const train = examplesOf(balanced.items, problems);
@@ -354,7 +357,9 @@ export function formatRmSummary(r: RmResult): string {
     for (const row of [head, ...rows]) lines.push(`    ${row[0].padEnd(w0)}  ${row.slice(1).map((x) => x.padStart(9)).join('  ')}`);
   }
   lines.push(`  training set: ${r.train.items} judged responses (${Object.entries(r.sources).map(([k, v]) => `${k} ${v}`).join(', ')})`);
-  lines.push(`  balanced to ${r.train.balanced} (at most ${r.train.cap} per bin); bins before ${r.train.before.join('/')}, after ${r.train.after.join('/')}`);
+  lines.push(r.config.balance
+    ? `  balanced to ${r.train.balanced} (at most ${r.train.cap} per bin); bins 0.0…1.0 before ${r.train.before.join('/')}, after ${r.train.after.join('/')}`
+    : `  not balanced; bins 0.0…1.0: ${r.train.before.join('/')}`);
   lines.push(`  ${r.config.steps} steps, ${r.params.toLocaleString('en-US')} parameters (init ${r.config.init}); sampling ${r.secondsSampling.toFixed(1)} s, training ${r.secondsTraining.toFixed(1)} s, total ${r.seconds.toFixed(1)} s`);
   return lines.join('\n');
 }

@@ -24,8 +24,8 @@ export const SftOptionsSchema = z
     out: z.string().min(1).describe('folder for the policy checkpoint, sft.json and report.html'),
     seed: int(0, 'seed of the weights, the problems, the response mix and the batch order'),
     model: z.record(z.string(), z.unknown()).optional().describe('model config fields over DEFAULT_MODEL_CONFIG'),
-    problems: int(4000, 'training problems (train split)', 1),
-    epochs: int(4, 'passes over the training problems (a fresh gold/flawed draw per pass)', 1),
+    problems: int(3000, 'training problems (train split)', 1),
+    epochs: int(3, 'passes over the training problems (a fresh gold/flawed draw per pass)', 1),
     steps: z.number().int().min(1).optional().describe('optimizer steps; overrides epochs'),
     batch: int(32, 'sequences per optimizer step (bounds the activation memory)', 1),
     lr: z.number().positive().finite().default(2e-3).describe('peak learning rate'),
@@ -273,6 +273,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
       if (cursor >= data.length) {
         data = epochData(++epoch);
         cursor = 0;
+        if (data.length === 0) throw new SophiaError('E_CONFIG', `sft: no training sequence of epoch ${epoch + 1} fits the context (${model.config.context} tokens)`);
       }
       const seqs = data.slice(cursor, cursor + c.batch);
       cursor += c.batch;
