@@ -411,15 +411,13 @@ Napi::Value ModelWrap::CopyState(const Napi::CallbackInfo& info) {
     Args a(info, "copyState");
     std::string which = a.oneOf("which", "params", {"params", "grads", "adamM", "adamV"});
     View out = a.array("out", napi_float32_array, true);
+    if (!model_) fail("E_DISPOSED", "copyState: the model was disposed");
+    const int64_t n = model_->numParams();
+    if (out.length != n) fail("E_SHAPE", a.name("out") + " must have " + num(n) + " elements (the parameter count), got " + num(out.length));
     cpu::Model& m = acquire("copyState");
-    struct Release {
-      std::atomic<bool>* b;
-      ~Release() { b->store(false); }
-    } release{busy_.get()};
-    if (out.length != m.numParams())
-      fail("E_SHAPE", a.name("out") + " must have " + num(m.numParams()) + " elements (the parameter count), got " + num(out.length));
-    std::memcpy(out.data, state_buffer(m, which), sizeof(float) * size_t(m.numParams()));
-    return Napi::Number::New(info.Env(), double(m.adamStep()));
+    float* dst = static_cast<float*>(out.data);
+    return finish(info.Env(), false, [&m, which, dst, n] { std::memcpy(dst, state_buffer(m, which), sizeof(float) * size_t(n)); },
+                  [&m](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(m.adamStep())); }, {});
   });
 }
 
@@ -431,16 +429,17 @@ Napi::Value ModelWrap::SetState(const Napi::CallbackInfo& info) {
     View data = a.array("data", napi_float32_array, true);
     const bool hasStep = a.has("adamStep");
     const int64_t step = a.integer("adamStep", 0, 0, int64_t(1) << 53);
+    if (!model_) fail("E_DISPOSED", "setState: the model was disposed");
+    const int64_t n = model_->numParams();
+    if (data.length != n) fail("E_SHAPE", a.name("data") + " must have " + num(n) + " elements (the parameter count), got " + num(data.length));
     cpu::Model& m = acquire("setState");
-    struct Release {
-      std::atomic<bool>* b;
-      ~Release() { b->store(false); }
-    } release{busy_.get()};
-    if (data.length != m.numParams())
-      fail("E_SHAPE", a.name("data") + " must have " + num(m.numParams()) + " elements (the parameter count), got " + num(data.length));
-    std::memcpy(state_buffer(m, which), data.data, sizeof(float) * size_t(m.numParams()));
-    if (hasStep) m.adamStep() = step;
-    return info.Env().Undefined();
+    const float* src = static_cast<const float*>(data.data);
+    return finish(info.Env(), false,
+                  [&m, which, src, n, hasStep, step] {
+                    std::memcpy(state_buffer(m, which), src, sizeof(float) * size_t(n));
+                    if (hasStep) m.adamStep() = step;
+                  },
+                  [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {});
   });
 }
 

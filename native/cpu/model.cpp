@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "nn.h"
+#include "sophia/model_arena.h"
 #include "sampling.h"
 #include "threadpool.h"
 
@@ -92,33 +93,6 @@ std::vector<TensorInfo> layout(const Config& c) {
   return t;
 }
 
-// Every arena allocation is rounded to 16 floats (64 bytes).
-static int64_t al(int64_t n) { return (n + 15) & ~int64_t(15); }
-
-static int64_t block_floats(int64_t N, int64_t d, int64_t kvd, int64_t F) {
-  return al(N * d) /*xin*/ + al(N * d) + al(N) + al(N * d) + 2 * al(N * kvd) + al(N * d) /*ao*/ + al(N * d) /*xmid*/ +
-         al(N * d) + al(N) + 3 * al(N * F);
-}
-
-static int64_t stack_floats(int64_t N, int64_t d, int64_t kvd, int64_t F, int64_t L, int64_t probFloats) {
-  return L * block_floats(N, d, kvd, F) + L * al(probFloats) + al(N * d) /*out*/;
-}
-
-static int64_t block_scratch_floats(int64_t n, int64_t d, int64_t kvd, int64_t F) {
-  return 3 * al(n * F) + 3 * al(n * d) + 2 * al(n * kvd);
-}
-
-// Backward scratch: dx [N, d], dsel and dselN [R, d], dvtok, dvisN, dvx [NV, d], then the block
-// scratch, shared by both towers.
-static int64_t scratch_front_floats(const Config& c, int64_t N, int64_t R, int64_t NV) {
-  return al(N * c.dim) + 2 * al(R * c.dim) + 3 * al(NV * c.dim);
-}
-static int64_t scratch_floats(const Config& c, int64_t N, int64_t R, int64_t NV) {
-  int64_t blk = block_scratch_floats(N, c.dim, c.kvDim(), c.ffn);
-  if (NV > 0) blk = std::max(blk, block_scratch_floats(NV, c.dim, c.dim, c.visionFfn));
-  return scratch_front_floats(c, N, R, NV) + blk;
-}
-
 MemoryPlan plan_training(const Config& c, int64_t tokens, int64_t rows, int64_t images, int64_t seqSquares) {
   validate(c);
   MemoryPlan p;
@@ -130,11 +104,11 @@ MemoryPlan plan_training(const Config& c, int64_t tokens, int64_t rows, int64_t 
   const int64_t NV = images * c.visualTokens(), d = c.dim;
   int64_t act = 0, att = 0;
   if (NV > 0) {
-    act += al(NV * c.patchDim()) + al(NV * d) + stack_floats(NV, d, d, c.visionFfn, c.visionLayers, 0) + 2 * al(NV * d) + al(NV);
-    att += c.visionLayers * al(images * c.visionHeads * c.visualTokens() * c.visualTokens());
+    act += arena_align(NV * c.patchDim()) + arena_align(NV * d) + stack_floats(NV, d, d, c.visionFfn, c.visionLayers) + 2 * arena_align(NV * d) + arena_align(NV);
+    att += c.visionLayers * arena_align(images * c.visionHeads * c.visualTokens() * c.visualTokens());
   }
-  act += al(tokens * d) + stack_floats(tokens, d, c.kvDim(), c.ffn, c.layers, 0) + 2 * al(rows * d) + al(rows);
-  att += c.layers * al(c.heads * seqSquares);
+  act += arena_align(tokens * d) + stack_floats(tokens, d, c.kvDim(), c.ffn, c.layers) + 2 * arena_align(rows * d) + arena_align(rows);
+  att += c.layers * arena_align(c.heads * seqSquares);
   p.activations = 4 * act;
   p.attention = 4 * att;
   p.scratch = 4 * scratch_floats(c, tokens, rows, NV);
@@ -205,41 +179,11 @@ Model::BlockG Model::blockG(const std::string& p) {
           g(p + "norm2"), g(p + "mlp.w_gate"), g(p + "mlp.w_up"), g(p + "mlp.w_down")};
 }
 
-void Model::planStack(Stack& st, const BlockShape& s, int64_t L, const std::vector<int32_t>& seq, std::vector<float>& arena,
-                      int64_t& used, bool reserveOnly) {
+void Model::planStack(Stack& st, const BlockShape& s, int64_t L, const std::vector<int32_t>& seq, float* base, int64_t& used) {
   st.shape = s;
   st.seq = seq;
-  const int64_t S = int64_t(seq.size()) - 1;
-  st.probOff.assign(static_cast<size_t>(S), 0);
-  const int64_t probFloats = nn::attention_prob_offsets(st.probOff.data(), st.seq.data(), S, s.H);
-  st.pos.resize(static_cast<size_t>(s.N));
-  for (int64_t q = 0; q < S; ++q)
-    for (int64_t n = seq[q]; n < seq[q + 1]; ++n) st.pos[n] = int32_t(n - seq[q]);
-  const int64_t kvd = s.Hkv * s.hd;
-  auto take = [&](int64_t n) -> float* {
-    float* p = reserveOnly ? nullptr : arena.data() + used;
-    used += al(n);
-    return p;
-  };
-  st.blocks.assign(static_cast<size_t>(L), BlockA{});
-  for (int64_t l = 0; l < L; ++l) {
-    BlockA& A = st.blocks[l];
-    A.xin = take(s.N * s.d);
-    A.ln1 = take(s.N * s.d);
-    A.rstd1 = take(s.N);
-    A.q = take(s.N * s.d);
-    A.k = take(s.N * kvd);
-    A.v = take(s.N * kvd);
-    A.ao = take(s.N * s.d);
-    A.xmid = take(s.N * s.d);
-    A.ln2 = take(s.N * s.d);
-    A.rstd2 = take(s.N);
-    A.g = take(s.N * s.F);
-    A.u = take(s.N * s.F);
-    A.h = take(s.N * s.F);
-    A.att = take(probFloats);
-  }
-  st.out = take(s.N * s.d);
+  const int64_t probFloats = stack_index(st.seq, s.H, st.probOff, st.pos);
+  plan_blocks(st.blocks, st.out, s, L, probFloats, base, used);
 }
 
 void Model::blockForward(const BlockW& W, BlockA& A, const BlockShape& s, const Stack& st, float* xout) {
@@ -267,13 +211,13 @@ void Model::blockForward(const BlockW& W, BlockA& A, const BlockShape& s, const 
 void Model::blockBackward(const BlockW& W, BlockG& G, const BlockA& A, const BlockShape& s, const Stack& st, float* dx) {
   const int64_t N = s.N, d = s.d, kvd = s.Hkv * s.hd, F = s.F;
   float* dh = blockScratch_;  // dh, dg, du, dln, dq, dao, dk, dv (block_scratch_floats)
-  float* dg = dh + al(N * F);
-  float* du = dg + al(N * F);
-  float* dln = du + al(N * F);
-  float* dq = dln + al(N * d);
-  float* dao = dq + al(N * d);
-  float* dk = dao + al(N * d);
-  float* dv = dk + al(N * kvd);
+  float* dg = dh + arena_align(N * F);
+  float* du = dg + arena_align(N * F);
+  float* dln = du + arena_align(N * F);
+  float* dq = dln + arena_align(N * d);
+  float* dao = dq + arena_align(N * d);
+  float* dk = dao + arena_align(N * d);
+  float* dv = dk + arena_align(N * kvd);
   // MLP: xout = xmid + h·Wdᵀ, h = silu(ln2·Wgᵀ) ⊙ (ln2·Wuᵀ)
   nn::matmul_backward(dh, G.wd, nullptr, dx, A.h, W.wd, N, F, d);
   nn::swiglu_backward(dg, du, dh, A.g, A.u, N * F);
@@ -344,18 +288,18 @@ void Model::forward(const Batch& b, float* out, float* scoreLogits) {
     int64_t used = 0;
     auto take = [&](int64_t n) -> float* {
       float* p = reserve ? nullptr : arena_.data() + used;
-      used += al(n);
+      used += arena_align(n);
       return p;
     };
     if (NV > 0) {
       visEmb_ = take(NV * d);
-      planStack(vis_, visShape, c.visionLayers, visSeq, arena_, used, reserve);
+      planStack(vis_, visShape, c.visionLayers, visSeq, reserve ? nullptr : arena_.data(), used);
       visNorm_ = take(NV * d);
       visRstd_ = take(NV);
       visTok_ = take(NV * d);
     }
     x0_ = take(N * d);
-    planStack(dec_, decShape, c.layers, seq_, arena_, used, reserve);
+    planStack(dec_, decShape, c.layers, seq_, reserve ? nullptr : arena_.data(), used);
     sel_ = take(R * d);
     selNorm_ = take(R * d);
     selRstd_ = take(R);
@@ -364,7 +308,7 @@ void Model::forward(const Batch& b, float* out, float* scoreLogits) {
       int64_t sq = 0;
       for (int64_t q = 0; q < b.B; ++q) sq += int64_t(seq_[q + 1] - seq_[q]) * (seq_[q + 1] - seq_[q]);
       const MemoryPlan mp = plan_training(c, N, R, images_, sq);
-      if (4 * (used + al(NV * c.patchDim())) != mp.activations + mp.attention)
+      if (4 * (used + arena_align(NV * c.patchDim())) != mp.activations + mp.attention)
         throw Error("E_INTERNAL", "model arena size differs from its memory plan");
     }
     if (reserve && int64_t(arena_.size()) < used) {
@@ -432,11 +376,11 @@ void Model::backward(const float* dout) {
   const int64_t need = scratch_floats(c, N, R, NV);
   if (int64_t(scratch_.size()) < need) scratch_.resize(static_cast<size_t>(need));
   float* dx = scratch_.data();
-  float* dsel = dx + al(N * d);
-  float* dselN = dsel + al(R * d);
-  float* dvtok = dselN + al(R * d);
-  float* dvisN = dvtok + al(NV * d);
-  float* dvx = dvisN + al(NV * d);
+  float* dsel = dx + arena_align(N * d);
+  float* dselN = dsel + arena_align(R * d);
+  float* dvtok = dselN + arena_align(R * d);
+  float* dvisN = dvtok + arena_align(NV * d);
+  float* dvx = dvisN + arena_align(NV * d);
   blockScratch_ = scratch_.data() + scratch_front_floats(c, N, R, NV);
   const float* normW = w("norm");
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "sophia/model.h"
+#include "sophia/model_arena.h"
 
 namespace sophia::cpu {
 
@@ -34,20 +35,10 @@ class Model {
   void generate(const model::Generate& g);
 
  private:
-  struct BlockW {
-    const float *n1, *wq, *wk, *wv, *wo, *n2, *wg, *wu, *wd;
-  };
-  struct BlockG {
-    float *n1, *wq, *wk, *wv, *wo, *n2, *wg, *wu, *wd;
-  };
-  struct BlockShape {
-    int64_t N, d, H, Hkv, hd, F;
-    bool causal, rope;
-  };
-  // Per-block activations, views into one arena.
-  struct BlockA {
-    float *xin, *ln1, *rstd1, *q, *k, *v, *att, *ao, *xmid, *ln2, *rstd2, *g, *u, *h;
-  };
+  using BlockW = model::BlockW;
+  using BlockG = model::BlockG;
+  using BlockShape = model::BlockShape;
+  using BlockA = model::BlockA;
   struct Stack {  // one tower (vision or decoder) for one batch
     BlockShape shape{};
     std::vector<BlockA> blocks;
@@ -61,8 +52,7 @@ class Model {
   BlockG blockG(const std::string& prefix);
   const float* w(const std::string& name) const;
   float* g(const std::string& name);
-  void planStack(Stack& st, const BlockShape& s, int64_t L, const std::vector<int32_t>& seq, std::vector<float>& arena,
-                 int64_t& used, bool reserveOnly);
+  void planStack(Stack& st, const BlockShape& s, int64_t L, const std::vector<int32_t>& seq, float* base, int64_t& used);
   void stackForward(Stack& st, const std::string& prefix, int64_t L, const float* x0);
   // dx: [N, d] gradient of the stack's output in, of its input out (in place).
   void stackBackward(Stack& st, const std::string& prefix, int64_t L, float* dx);

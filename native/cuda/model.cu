@@ -36,19 +36,6 @@ void DeviceMemory::release() {
 
 namespace {
 
-// Sizes as in model.cpp, so the arena equals plan_training's activations + attention and the
-// backward scratch is laid out the same way.
-int64_t al(int64_t n) { return (n + 15) & ~int64_t(15); }
-int64_t block_scratch_floats(int64_t n, int64_t d, int64_t kvd, int64_t F) { return 3 * al(n * F) + 3 * al(n * d) + 2 * al(n * kvd); }
-int64_t scratch_front_floats(const Config& c, int64_t N, int64_t R, int64_t NV) {
-  return al(N * c.dim) + 2 * al(R * c.dim) + 3 * al(NV * c.dim);
-}
-int64_t scratch_floats(const Config& c, int64_t N, int64_t R, int64_t NV) {
-  int64_t blk = block_scratch_floats(N, c.dim, c.kvDim(), c.ffn);
-  if (NV > 0) blk = std::max(blk, block_scratch_floats(NV, c.dim, c.dim, c.visionFfn));
-  return scratch_front_floats(c, N, R, NV) + blk;
-}
-
 constexpr int64_t kWorkFloats = int64_t(1) << 22;  // 16 MiB: split-K partials and column-sum chunks
 constexpr int64_t kNormChunk = int64_t(1) << 16;   // the CPU's gradient-norm chunk
 
@@ -353,41 +340,12 @@ Model::BlockG Model::blockG(const std::string& p) {
           g(p + "norm2"), g(p + "mlp.w_gate"), g(p + "mlp.w_up"), g(p + "mlp.w_down")};
 }
 
-// arena null: only counts (used). The order of the views is model.cpp's.
+// arena null: only counts (used). The layout is model_arena.h's, as on the CPU.
 void Model::planStack(Stack& st, const BlockShape& s, int64_t L, const std::vector<int32_t>& seq, float* arena, int64_t& used) {
   st.shape = s;
   st.seq = seq;
-  const int64_t S = int64_t(seq.size()) - 1;
-  st.probOff.assign(static_cast<size_t>(S), 0);
-  const int64_t probFloats = nn::attention_prob_offsets(st.probOff.data(), st.seq.data(), S, s.H);
-  st.pos.resize(static_cast<size_t>(s.N));
-  for (int64_t q = 0; q < S; ++q)
-    for (int64_t n = seq[q]; n < seq[q + 1]; ++n) st.pos[n] = int32_t(n - seq[q]);
-  const int64_t kvd = s.Hkv * s.hd;
-  auto take = [&](int64_t n) -> float* {
-    float* p = arena ? arena + used : nullptr;
-    used += al(n);
-    return p;
-  };
-  st.blocks.assign(static_cast<size_t>(L), BlockA{});
-  for (int64_t l = 0; l < L; ++l) {
-    BlockA& A = st.blocks[l];
-    A.xin = take(s.N * s.d);
-    A.ln1 = take(s.N * s.d);
-    A.rstd1 = take(s.N);
-    A.q = take(s.N * s.d);
-    A.k = take(s.N * kvd);
-    A.v = take(s.N * kvd);
-    A.ao = take(s.N * s.d);
-    A.xmid = take(s.N * s.d);
-    A.ln2 = take(s.N * s.d);
-    A.rstd2 = take(s.N);
-    A.g = take(s.N * s.F);
-    A.u = take(s.N * s.F);
-    A.h = take(s.N * s.F);
-    A.att = take(probFloats);
-  }
-  st.out = take(s.N * s.d);
+  const int64_t probFloats = stack_index(st.seq, s.H, st.probOff, st.pos);
+  plan_blocks(st.blocks, st.out, s, L, probFloats, arena, used);
 }
 
 void Model::blockForward(const BlockW& W, BlockA& A, const BlockShape& s, const Stack& st, float* xout) {
@@ -417,13 +375,13 @@ void Model::blockBackward(const BlockW& W, BlockG& G, const BlockA& A, const Blo
   const Exec ex = exec_of(work_);
   const int64_t N = s.N, d = s.d, kvd = s.Hkv * s.hd, F = s.F;
   float* dh = blockScratch_;  // dh, dg, du, dln, dq, dao, dk, dv (block_scratch_floats)
-  float* dg = dh + al(N * F);
-  float* du = dg + al(N * F);
-  float* dln = du + al(N * F);
-  float* dq = dln + al(N * d);
-  float* dao = dq + al(N * d);
-  float* dk = dao + al(N * d);
-  float* dv = dk + al(N * kvd);
+  float* dg = dh + arena_align(N * F);
+  float* du = dg + arena_align(N * F);
+  float* dln = du + arena_align(N * F);
+  float* dq = dln + arena_align(N * d);
+  float* dao = dq + arena_align(N * d);
+  float* dk = dao + arena_align(N * d);
+  float* dv = dk + arena_align(N * kvd);
   nn::matmul_backward(dh, G.wd, nullptr, dx, A.h, W.wd, N, F, d, false, ex);
   nn::swiglu_backward(dg, du, dh, A.g, A.u, N * F, ex);
   nn::matmul_backward(dln, G.wg, nullptr, dg, A.ln2, W.wg, N, d, F, false, ex);
@@ -536,7 +494,7 @@ void Model::forward(const Batch& b, float* out, float* scoreLogits) {
     int64_t used = 0;
     auto take = [&](int64_t n) -> float* {
       float* p = base ? base + used : nullptr;
-      used += al(n);
+      used += arena_align(n);
       return p;
     };
     patches_ = take(NV * c.patchDim());
@@ -622,11 +580,11 @@ void Model::backward(const float* dout) {
   const int64_t d = c.dim, N = int64_t(tokens_.size()), R = int64_t(rows_.size()), np = c.visualTokens(), NV = images_ * np;
   scratch_.reserve(4 * std::max<int64_t>(16, scratch_floats(c, N, R, NV)));
   float* dx = static_cast<float*>(scratch_.data());
-  float* dsel = dx + al(N * d);
-  float* dselN = dsel + al(R * d);
-  float* dvtok = dselN + al(R * d);
-  float* dvisN = dvtok + al(NV * d);
-  float* dvx = dvisN + al(NV * d);
+  float* dsel = dx + arena_align(N * d);
+  float* dselN = dsel + arena_align(R * d);
+  float* dvtok = dselN + arena_align(R * d);
+  float* dvisN = dvtok + arena_align(NV * d);
+  float* dvx = dvisN + arena_align(NV * d);
   blockScratch_ = dx + scratch_front_floats(c, N, R, NV);
 
   if (c.rewardHead) {
@@ -780,9 +738,9 @@ void Model::generate(const Generate& gen) {
 
   // Decode buffers for S rows: x, ln, q, ao [S, d]; k, v [S, kvd]; gate, up, h [S, F]; rstd [S].
   DeviceMemory buf;
-  const int64_t oX = 0, oLn = oX + al(S * d), oQ = oLn + al(S * d), oAo = oQ + al(S * d), oK = oAo + al(S * d),
-                oV = oK + al(S * kvd), oGt = oV + al(S * kvd), oUp = oGt + al(S * F), oH = oUp + al(S * F), oRstd = oH + al(S * F),
-                total = oRstd + al(S);
+  const int64_t oX = 0, oLn = oX + arena_align(S * d), oQ = oLn + arena_align(S * d), oAo = oQ + arena_align(S * d), oK = oAo + arena_align(S * d),
+                oV = oK + arena_align(S * kvd), oGt = oV + arena_align(S * kvd), oUp = oGt + arena_align(S * F), oH = oUp + arena_align(S * F), oRstd = oH + arena_align(S * F),
+                total = oRstd + arena_align(S);
   buf.reserve(4 * total);
   float* B0 = static_cast<float*>(buf.data());
   float *x = B0 + oX, *ln = B0 + oLn, *q = B0 + oQ, *ao = B0 + oAo, *k = B0 + oK, *v = B0 + oV, *gt = B0 + oGt, *upb = B0 + oUp,

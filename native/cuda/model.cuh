@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "sophia/model.h"
+#include "sophia/model_arena.h"
 
 namespace sophia::cuda {
 
@@ -74,19 +75,10 @@ class Model {
   void generate(const model::Generate& g);
 
  private:
-  struct BlockW {
-    const float *n1, *wq, *wk, *wv, *wo, *n2, *wg, *wu, *wd;
-  };
-  struct BlockG {
-    float *n1, *wq, *wk, *wv, *wo, *n2, *wg, *wu, *wd;
-  };
-  struct BlockShape {
-    int64_t N, d, H, Hkv, hd, F;
-    bool causal, rope;
-  };
-  struct BlockA {  // device views into the arena
-    float *xin, *ln1, *rstd1, *q, *k, *v, *att, *ao, *xmid, *ln2, *rstd2, *g, *u, *h;
-  };
+  using BlockW = model::BlockW;
+  using BlockG = model::BlockG;
+  using BlockShape = model::BlockShape;
+  using BlockA = model::BlockA;  // device views into the arena
   struct Stack {
     BlockShape shape{};
     std::vector<BlockA> blocks;
