@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import yaml from 'js-yaml';
 import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
+import { lrAt } from './sft';
 
 const num = (d: number, desc: string) => z.number().finite().default(d).describe(desc);
 
@@ -100,11 +101,8 @@ export function loadTrainConfig(file: string, overrides: Record<string, unknown>
   return resolveTrainConfig({ ...(data as Record<string, unknown>), ...overrides });
 }
 
-/** Learning rate at optimizer step `s` (0-based): linear warm-up, then constant or cosine to 10% of the peak. */
+/** Learning rate at optimizer step `s` (0-based): linear warm-up, then constant, or the SFT schedule's cosine to 10% of the peak. */
 export function learningRate(c: Pick<TrainConfig, 'lr' | 'schedule' | 'warmupSteps'>, s: number, total: number): number {
-  if (c.warmupSteps > 0 && s < c.warmupSteps) return (c.lr * (s + 1)) / c.warmupSteps;
-  if (c.schedule === 'constant') return c.lr;
-  const span = Math.max(1, total - c.warmupSteps);
-  const t = Math.min(1, (s - c.warmupSteps) / span);
-  return c.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * t)));
+  if (c.schedule === 'constant') return s < c.warmupSteps ? (c.lr * (s + 1)) / c.warmupSteps : c.lr;
+  return lrAt(s, { lr: c.lr, warmup: c.warmupSteps, total, minLrRatio: 0.1 });
 }
