@@ -16,6 +16,7 @@ import type { ThinkingItem, ThinkingReward, ThinkingRewardStats } from '../rewar
 import { THINKING_FAILURES } from '../rewards/thinking';
 import { VisionLanguageModel, createNative, type CreateModelOptions, type PackedBatch, type StepOptions, type StepResult } from './model';
 import type { Tokenizer } from './tokenizer';
+import { createRng } from '../data/synthetic/random';
 
 export interface RewardExample {
   question: string;
@@ -135,4 +136,37 @@ export class RewardModel extends VisionLanguageModel implements ThinkingReward {
     const step = await this.step(opts);
     return { loss: loss / B, mae: mae / B, step };
   }
+}
+
+/**
+ * A reward model with the policy's weights (every tensor the two share) and a fresh score head.
+ * `headStd` 0 (the default, what `sophia rm train` starts from) leaves the head at zero, so every
+ * score is 0.5 until training moves it. `headStd` > 0 draws the head's weights from N(0, headStd²)
+ * (seeded by `seed`): an untrained scorer whose scores vary with the input but carry no training.
+ */
+export function rewardModelFromPolicy(policy: VisionLanguageModel, opts: { seed: number; headStd?: number }): RewardModel {
+  const headStd = opts.headStd ?? 0;
+  if (!(Number.isFinite(headStd) && headStd >= 0)) throw new SophiaError('E_RANGE', `rewardModelFromPolicy: headStd must be a finite number >= 0, got ${describe(headStd)}`);
+  const { rewardHead: _r, ...arch } = policy.config;
+  const rm = RewardModel.create({ config: arch, seed: opts.seed, tokenizer: policy.tokenizer });
+  const src = policy.getState('params');
+  const dst = rm.getState('params');
+  const byName = new Map(policy.tensors.map((t) => [t.name, t]));
+  for (const t of rm.tensors) {
+    const s = byName.get(t.name);
+    if (s && s.size === t.size) dst.set(src.subarray(s.offset, s.offset + s.size), t.offset);
+  }
+  if (headStd > 0) {
+    const head = rm.tensors.find((t) => t.name === 'score.w');
+    if (!head) throw new SophiaError('E_INTERNAL', 'rewardModelFromPolicy: the reward model has no score.w tensor');
+    const rng = createRng(opts.seed, 'rm/random-head');
+    for (let j = 0; j < head.size; j++) {
+      // Box-Muller; 1 - u keeps the logarithm's argument in (0, 1].
+      const u = 1 - rng();
+      const v = rng();
+      dst[head.offset + j] = headStd * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    }
+  }
+  rm.setState('params', dst);
+  return rm;
 }

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
 import { createRng, flawedResponses, generateProblems, goldResponse, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../data/synthetic';
 import { judgeThinking } from '../judge';
-import { RewardModel, loadPolicy, saveModel, writeFileAtomic, type ModelConfig, type RewardExample, type VisionLanguageModel } from '../model';
+import { RewardModel, loadPolicy, rewardModelFromPolicy, saveModel, writeFileAtomic, type ModelConfig, type RewardExample, type VisionLanguageModel } from '../model';
 import { promptInput, promptOf, responseText } from '../pipeline/task';
 import { thinkingInput } from '../rewards/thinking';
 import { writeReport, type Report } from '../report';
@@ -199,21 +199,6 @@ async function evaluateRm(rm: RewardModel, examples: readonly RewardExample[]): 
   return { scores, metrics: { ...agreement(targets, scores), meanPredicted: mean(scores) } };
 }
 
-/** A reward model with the policy's weights (every tensor the two share) and a fresh score head. */
-function rewardModelFromPolicy(policy: VisionLanguageModel, seed: number): RewardModel {
-  const { rewardHead: _r, ...arch } = policy.config;
-  const rm = RewardModel.create({ config: arch, seed, tokenizer: policy.tokenizer });
-  const src = policy.getState('params');
-  const dst = rm.getState('params');
-  const byName = new Map(policy.tensors.map((t) => [t.name, t]));
-  for (const t of rm.tensors) {
-    const s = byName.get(t.name);
-    if (s && s.size === t.size) dst.set(src.subarray(s.offset, s.offset + s.size), t.offset);
-  }
-  rm.setState('params', dst);
-  return rm;
-}
-
 /** Trains a thinking reward model and saves it to `out` (checkpoint, rm.json, report.html). */
 export async function runRmTrain(options: RmOptions): Promise<RmResult> {
   const started = performance.now();
@@ -234,7 +219,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     const all = problems.length + evalProblems.length;
     trainItems = await collect(policy, problems, c, 'train', (d) => onProgress?.({ phase: 'sample', done: d, total: all }));
     evalItems = await collect(policy, evalProblems, c, 'eval', (d) => onProgress?.({ phase: 'sample', done: problems.length + d, total: all }));
-    rm = c.init === 'policy' ? rewardModelFromPolicy(policy, c.seed) : RewardModel.create({ config: c.model ?? RANDOM_INIT_RM_CONFIG, seed: c.seed });
+    rm = c.init === 'policy' ? rewardModelFromPolicy(policy, { seed: c.seed }) : RewardModel.create({ config: c.model ?? RANDOM_INIT_RM_CONFIG, seed: c.seed });
   } finally {
     policy.dispose();
   }

@@ -14,8 +14,8 @@ import { encodePng } from '../data/images';
 import { generateProblems, type SyntheticProblem } from '../data/synthetic';
 import { judgeThinking } from '../judge';
 import { VisionLanguageModel } from '../model/model';
-import { RewardModel } from '../model/reward';
-import { loadPolicy, loadRewardModel, readCheckpointConfig, saveModel, writeFileAtomic } from '../model/checkpoint';
+import { RewardModel, rewardModelFromPolicy } from '../model/reward';
+import { loadPolicy, loadRewardModel, saveModel, writeFileAtomic } from '../model/checkpoint';
 import { packageRoot } from '../native';
 import { groupAdvantages } from '../ops/advantages';
 import { grpoLoss } from '../ops/grpoLoss';
@@ -246,10 +246,17 @@ export class TrustGrpoTrainer {
     }
     const dir = t.checkpoint ?? defaultRewardDir();
     if (t.source === 'untrained') {
-      // The same architecture as the trained reward model, freshly initialised.
-      const { model } = await readCheckpointConfig(dir);
-      const { rewardHead: _r, ...arch } = model;
-      return RewardModel.create({ config: arch, seed: this.config.seed + 17 });
+      // What reward-model training starts from (the policy's weights, see `sophia rm train`), with
+      // its score head drawn at LeCun scale (std 1/sqrt(dim)) instead of zero: a zero head scores
+      // every response 0.5, a constant that group normalisation removes (plain GRPO again). This
+      // one scores with unit-scale logits that vary with the response, like the paper's untrained
+      // model, but nothing taught it what good thinking is.
+      const policy = await loadPolicy(this.config.policy ?? defaultPolicyDir());
+      try {
+        return rewardModelFromPolicy(policy, { seed: this.config.seed + 17, headStd: 1 / Math.sqrt(policy.config.dim) });
+      } finally {
+        policy.dispose();
+      }
     }
     return loadRewardModel(dir);
   }
