@@ -6,6 +6,7 @@
         "native/addon/addon.cpp",
         "native/addon/args.cpp",
         "native/addon/device_buffer.cpp",
+        "native/addon/model_backend.cpp",
         "native/addon/model_wrap.cpp",
         "native/cpu/threadpool.cpp",
         "native/cpu/kernels.cpp",

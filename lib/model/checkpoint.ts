@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SophiaError, describe } from '../errors';
+import type { Backend } from '../native';
 import { resolveModelConfig, type ModelConfig } from './config';
 import { VisionLanguageModel, type TensorInfo } from './model';
 import { RewardModel } from './reward';
@@ -30,6 +31,8 @@ export interface LoadOptions {
   /** Load the AdamW state too (an error when the checkpoint has none). Default false. */
   optimizer?: boolean;
   maxBytes?: number;
+  /** 'cpu' or 'cuda' (see CreateModelOptions.device). Default: the process backend. */
+  device?: Backend;
 }
 
 /** Writes `data` to `file` through a temp file in the same folder and a rename. */
@@ -116,7 +119,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Vi
   const tokenizer = tokenizerFromJSON(await readJson(path.join(dir, 'tokenizer.json')));
   const create = kind === 'reward' ? RewardModel.create : VisionLanguageModel.create;
   const { rewardHead: _rh, ...arch } = config;
-  const model = create({ config: arch, tokenizer, maxBytes: opts.maxBytes });
+  const model = create({ config: arch, tokenizer, maxBytes: opts.maxBytes, device: opts.device });
   try {
     const weightsFile = path.join(dir, 'model.safetensors');
     const { tensors } = await readSafetensors(weightsFile);

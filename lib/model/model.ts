@@ -3,7 +3,7 @@
  * vision tower, trained and sampled from TypeScript. `VisionLanguageModel` is the policy;
  * `RewardModel` (reward.ts) is the same network with a score head.
  */
-import { addon } from '../native';
+import { native as loadedBackend, type Backend } from '../native';
 import { SophiaError, describe } from '../errors';
 import { resizeImage, type RgbImage } from '../data/images';
 import { Tensor } from '../tensor';
@@ -20,7 +20,7 @@ export interface TensorInfo {
 }
 
 interface NativeModel {
-  info(): { config: ModelConfig; params: number; bytes: number; adamStep: number; tensors: TensorInfo[] };
+  info(): { device: Backend; config: ModelConfig; params: number; bytes: number; adamStep: number; tensors: TensorInfo[] };
   forward(a: Record<string, unknown>): Float32Array | Promise<Float32Array>;
   backward(a: Record<string, unknown>): undefined | Promise<undefined>;
   zeroGrad(): void;
@@ -52,6 +52,11 @@ export interface CreateModelOptions {
   maxBytes?: number;
   /** Default: the character tokenizer. Its vocabSize must equal config.vocab. */
   tokenizer?: Tokenizer;
+  /**
+   * Where weights, optimizer state and activations live: 'cpu', or 'cuda' (needs the CUDA-enabled
+   * binary, i.e. SOPHIA_DEVICE=cuda or auto with a usable GPU). Default: the process backend.
+   */
+  device?: Backend;
 }
 
 /** One sequence: token ids (with one `<image>` token, or already expanded) and its image. */
@@ -127,6 +132,8 @@ export class VisionLanguageModel {
   readonly tokenizer: Tokenizer;
   readonly numParams: number;
   readonly tensors: readonly TensorInfo[];
+  /** Where the model lives ('cpu' or 'cuda'). */
+  readonly device: Backend;
   protected native: NativeModel | null;
 
   protected constructor(native: NativeModel, tokenizer: Tokenizer) {
@@ -135,6 +142,7 @@ export class VisionLanguageModel {
     this.config = info.config;
     this.numParams = info.params;
     this.tensors = info.tensors;
+    this.device = info.device;
     this.tokenizer = tokenizer;
     if (tokenizer.vocabSize !== this.config.vocab)
       throw new SophiaError('E_CONFIG', `the tokenizer has ${tokenizer.vocabSize} tokens but the model config says vocab = ${this.config.vocab}`);
@@ -179,7 +187,7 @@ export class VisionLanguageModel {
 
   /** The bytes a training batch will need before anything is allocated. */
   memoryPlan(batch: { tokens: number; rows: number; images?: number; seqSquares?: number }): MemoryPlan {
-    return (addon() as unknown as { modelMemoryPlan(a: unknown): MemoryPlan }).modelMemoryPlan({ config: this.config, ...batch });
+    return (loadedBackend().addon as unknown as { modelMemoryPlan(a: unknown): MemoryPlan }).modelMemoryPlan({ config: this.config, ...batch });
   }
 
   /**
@@ -334,8 +342,13 @@ export function createNative(opts: CreateModelOptions, rewardHead: boolean): { n
   if (opts === null || typeof opts !== 'object') throw new SophiaError('E_TYPE', `model options must be an object, got ${describe(opts)}`);
   const tokenizer = opts.tokenizer ?? CharTokenizer.default();
   const config = resolveModelConfig({ vocab: tokenizer.vocabSize, imageToken: tokenizer.special.image, ...(opts.config ?? {}), rewardHead });
-  const Ctor = (addon() as unknown as { Model: new (a: unknown) => NativeModel }).Model;
-  const native = new Ctor({ config, seed: int(opts.seed, 'model seed', 0, Number.MAX_SAFE_INTEGER, 0), maxBytes: opts.maxBytes ?? 0 });
+  const backend = loadedBackend();
+  const device = opts.device ?? backend.backend;
+  if (device !== 'cpu' && device !== 'cuda') throw new SophiaError('E_CONFIG', `model device must be 'cpu' or 'cuda', got ${describe(device)}`);
+  if (device === 'cuda' && backend.backend !== 'cuda')
+    throw new SophiaError('E_DEVICE', `model device 'cuda' needs the CUDA backend, but this process runs on the CPU one (${backend.line}); set SOPHIA_DEVICE=cuda`);
+  const Ctor = (backend.addon as unknown as { Model: new (a: unknown) => NativeModel }).Model;
+  const native = new Ctor({ config, seed: int(opts.seed, 'model seed', 0, Number.MAX_SAFE_INTEGER, 0), maxBytes: opts.maxBytes ?? 0, device });
   return { native, tokenizer };
 }
 

@@ -148,7 +148,7 @@ export function rewardModelFromPolicy(policy: VisionLanguageModel, opts: { seed:
   const headStd = opts.headStd ?? 0;
   if (!(Number.isFinite(headStd) && headStd >= 0)) throw new SophiaError('E_RANGE', `rewardModelFromPolicy: headStd must be a finite number >= 0, got ${describe(headStd)}`);
   const { rewardHead: _r, ...arch } = policy.config;
-  const rm = RewardModel.create({ config: arch, seed: opts.seed, tokenizer: policy.tokenizer });
+  const rm = RewardModel.create({ config: arch, seed: opts.seed, tokenizer: policy.tokenizer, device: policy.device });
   const src = policy.getState('params');
   const dst = rm.getState('params');
   const byName = new Map(policy.tensors.map((t) => [t.name, t]));

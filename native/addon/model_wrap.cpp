@@ -168,24 +168,26 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("dispose", &ModelWrap::Dispose)});
 }
 
-// new Model({ config, seed, maxBytes })
+// new Model({ config, seed, maxBytes, device: 'cpu' | 'cuda' })
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   guard(info.Env(), [&] {
     Args a(info, "new Model");
     Config c = parse_config(a.get("config"));
     const int64_t seed = a.integer("seed", 0, 0, int64_t(1) << 53);
     maxBytes_ = a.integer("maxBytes", 0, 0, int64_t(1) << 50);
+    const std::string device = a.oneOf("device", "cpu", {"cpu", "cuda"});
     const model::MemoryPlan p = model::plan_training(c, 0, 0, 0, 0);
     if (maxBytes_ > 0 && p.total() > maxBytes_)
       fail("E_RANGE", "new Model: parameters, gradients and AdamW state need " + num(p.total()) + " bytes, over maxBytes " + num(maxBytes_));
-    model_ = std::make_unique<cpu::Model>(c, uint64_t(seed));
-    externalBytes_ = p.total();
+    model_ = device == "cuda" ? make_cuda_model(c, uint64_t(seed)) : make_cpu_model(c, uint64_t(seed));
+    // Host memory only: V8 is told of the CPU model's buffers, not of device memory.
+    externalBytes_ = device == "cpu" ? p.total() : 0;
     Napi::MemoryManagement::AdjustExternalMemory(info.Env(), externalBytes_);
     return 0;
   });
 }
 
-cpu::Model& ModelWrap::acquire(const char* fn) {
+ModelBackend& ModelWrap::acquire(const char* fn) {
   if (!model_) fail("E_DISPOSED", std::string(fn) + ": the model was disposed");
   bool expected = false;
   if (!busy_->compare_exchange_strong(expected, true))
@@ -206,6 +208,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!model_) fail("E_DISPOSED", "info: the model was disposed");
     Napi::Object o = Napi::Object::New(env);
+    o.Set("device", model_->device());
     o.Set("config", config_object(env, model_->config()));
     o.Set("params", double(model_->numParams()));
     o.Set("bytes", double(model_->bytesAllocated()));
@@ -272,7 +275,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
                             num(maxBytes_) + ": use smaller micro-batches");
     }
     const bool async = a.boolean("async", false);
-    cpu::Model& m = acquire("forward");
+    ModelBackend& m = acquire("forward");
     model::Batch bt;
     bt.N = tokens.length;
     bt.B = B;
@@ -289,6 +292,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
     for (const View* v : {&im.pixels, &im.imageOf, &rows, &scoreLogits})
       if (v->present) keep.push_back(v->holder);
     auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.holder));
+    outFloats_ = outLen;
     return finish(info.Env(), async, [&m, bt, o, sl] { m.forward(bt, o, sl); },
                   [ref](Napi::Env) -> Napi::Value { return ref->Value(); }, keep);
   });
@@ -301,8 +305,10 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
     if (!model_) fail("E_DISPOSED", "backward: the model was disposed");
     if (!model_->hasForward()) fail("E_STATE", "backward: no forward pass to differentiate (call forward first; generate() discards it)");
     View dout = a.array("dout", napi_float32_array, true);
+    if (dout.length != outFloats_)
+      fail("E_SHAPE", a.name("dout") + " must have as many elements as the last forward's out (" + num(outFloats_) + "), got " + num(dout.length));
     const bool async = a.boolean("async", false);
-    cpu::Model& m = acquire("backward");
+    ModelBackend& m = acquire("backward");
     const float* d = static_cast<const float*>(dout.data);
     return finish(info.Env(), async, [&m, d] { m.backward(d); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); },
                   {dout.holder});
@@ -311,7 +317,7 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::ZeroGrad(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    cpu::Model& m = acquire("zeroGrad");
+    ModelBackend& m = acquire("zeroGrad");
     return finish(info.Env(), false, [&m] { m.zeroGrad(); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {});
   });
 }
@@ -328,7 +334,7 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
     o.weightDecay = float(a.number("weightDecay", o.weightDecay, 0, 10));
     o.clipNorm = float(a.number("clipNorm", o.clipNorm, 0, 1e9));
     const bool async = a.boolean("async", false);
-    cpu::Model& m = acquire("step");
+    ModelBackend& m = acquire("step");
     auto res = std::make_shared<model::StepResult>();
     return finish(info.Env(), async, [&m, o, res] { *res = m.step(o); },
                   [res, &m](Napi::Env env) -> Napi::Value {
@@ -385,7 +391,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     g.outTokens = outTok.Data();
     g.outLogp = outLogp.Data();
     g.outLen = outLen.Data();
-    cpu::Model& m = acquire("generate");
+    ModelBackend& m = acquire("generate");
     Napi::Object result = Napi::Object::New(env);
     result.Set("tokens", outTok);
     result.Set("logp", outLogp);
@@ -398,13 +404,6 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   });
 }
 
-static float* state_buffer(cpu::Model& m, const std::string& which) {
-  if (which == "params") return m.params();
-  if (which == "grads") return m.grads();
-  if (which == "adamM") return m.adamM();
-  return m.adamV();
-}
-
 // copyState({ which: 'params'|'grads'|'adamM'|'adamV', out: Float32Array [numParams] }) -> adamStep
 Napi::Value ModelWrap::CopyState(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -414,9 +413,9 @@ Napi::Value ModelWrap::CopyState(const Napi::CallbackInfo& info) {
     if (!model_) fail("E_DISPOSED", "copyState: the model was disposed");
     const int64_t n = model_->numParams();
     if (out.length != n) fail("E_SHAPE", a.name("out") + " must have " + num(n) + " elements (the parameter count), got " + num(out.length));
-    cpu::Model& m = acquire("copyState");
+    ModelBackend& m = acquire("copyState");
     float* dst = static_cast<float*>(out.data);
-    return finish(info.Env(), false, [&m, which, dst, n] { std::memcpy(dst, state_buffer(m, which), sizeof(float) * size_t(n)); },
+    return finish(info.Env(), false, [&m, which, dst] { m.copyState(which, dst); },
                   [&m](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(m.adamStep())); }, {});
   });
 }
@@ -432,11 +431,11 @@ Napi::Value ModelWrap::SetState(const Napi::CallbackInfo& info) {
     if (!model_) fail("E_DISPOSED", "setState: the model was disposed");
     const int64_t n = model_->numParams();
     if (data.length != n) fail("E_SHAPE", a.name("data") + " must have " + num(n) + " elements (the parameter count), got " + num(data.length));
-    cpu::Model& m = acquire("setState");
+    ModelBackend& m = acquire("setState");
     const float* src = static_cast<const float*>(data.data);
     return finish(info.Env(), false,
-                  [&m, which, src, n, hasStep, step] {
-                    std::memcpy(state_buffer(m, which), src, sizeof(float) * size_t(n));
+                  [&m, which, src, hasStep, step] {
+                    m.setState(which, src);
                     if (hasStep) m.adamStep() = step;
                   },
                   [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {});

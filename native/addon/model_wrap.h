@@ -6,7 +6,7 @@
 #include <atomic>
 #include <memory>
 
-#include "../cpu/model.h"
+#include "model_backend.h"
 
 namespace sophia::addon {
 
@@ -27,14 +27,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   // Throws E_STATE when disposed, E_BUSY while an async call runs; marks the model busy.
-  cpu::Model& acquire(const char* fn);
+  ModelBackend& acquire(const char* fn);
   Napi::Value finish(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
                      std::vector<Napi::Object> keep);
 
-  std::unique_ptr<cpu::Model> model_;
+  std::unique_ptr<ModelBackend> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
   int64_t maxBytes_ = 0;
   int64_t externalBytes_ = 0;
+  int64_t outFloats_ = 0;  // the last forward's output size, what backward's dout must have
 };
 
 Napi::Value ModelMemoryPlan(const Napi::CallbackInfo& info);

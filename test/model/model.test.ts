@@ -17,6 +17,7 @@ import {
   type PackedBatch,
 } from '../../lib/model';
 import type { RgbImage } from '../../lib/data/images';
+import { native as backend } from '../../lib/native';
 
 const seed = Number(process.env.SOPHIA_TEST_SEED ?? Date.now() % 1e9);
 console.log(`model.test: seed ${seed} (reproduce with SOPHIA_TEST_SEED=${seed})`);
@@ -327,6 +328,26 @@ describe('argument errors', () => {
     expect(() => VisionLanguageModel.create({ config: { dims: 3 } as never })).toThrow(/unknown field 'dims'/);
     expect(() => VisionLanguageModel.create({ config: { dim: 30, heads: 4 } })).toThrow(/multiple of heads/);
     expect(() => VisionLanguageModel.create({ config: { imageSize: 30, patch: 8 } })).toThrow(/multiple of patch/);
+  });
+
+  test('device: the process backend by default; a wrong device or a backward of the wrong size is refused', async () => {
+    const m = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 3 });
+    try {
+      expect(m.device).toBe(backend().backend);
+      expect(() => VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, device: 'gpu' as never })).toThrow(
+        expect.objectContaining({ code: 'E_CONFIG', message: expect.stringMatching(/device must be 'cpu' or 'cuda', got "gpu"/) }),
+      );
+      if (backend().backend === 'cpu')
+        expect(() => VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, device: 'cuda' })).toThrow(expect.objectContaining({ code: 'E_DEVICE' }));
+      const Raw = (backend().addon as unknown as { Model: new (a: unknown) => unknown }).Model;
+      expect(() => new Raw({ config: TINY_MODEL_CONFIG, device: 'tpu' })).toThrow(/device/);
+      const { batch, rows } = batchOf(m);
+      const logits = await m.forward(batch, rows);
+      await expect(m.backward(logits.subarray(1))).rejects.toMatchObject({ code: 'E_SHAPE', message: expect.stringMatching(/dout must have as many elements as the last forward's out \(\d+\), got \d+/) });
+      await expect(m.backward(logits)).resolves.toBeUndefined();
+    } finally {
+      m.dispose();
+    }
   });
 
   test('a second call while one runs is refused with E_BUSY', async () => {
