@@ -14,6 +14,7 @@ import {
   loadPolicy,
   loadRewardModel,
   saveModel,
+  rewardModelFromPolicy,
   type PackedBatch,
 } from '../../lib/model';
 import type { RgbImage } from '../../lib/data/images';
@@ -225,6 +226,44 @@ describe('VisionLanguageModel', () => {
     const b = await run();
     s = saved;
     expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+  });
+});
+
+describe('rewardModelFromPolicy', () => {
+  test("copies the policy's trunk; a zero head scores 0.5, a random head (headStd) varies by input and is seeded", async () => {
+    const policy = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 9 });
+    const items = Array.from({ length: 6 }, (_v, i) => ({ question: `how many? ${i}`, reasoning: `<think>${'abc'.repeat(i + 1)}</think>`, image: image(policy.config.imageSize) }));
+    const zero = rewardModelFromPolicy(policy, { seed: 1 });
+    const a = rewardModelFromPolicy(policy, { seed: 1, headStd: 1 / Math.sqrt(policy.config.dim) });
+    const b = rewardModelFromPolicy(policy, { seed: 1, headStd: 1 / Math.sqrt(policy.config.dim) });
+    const c = rewardModelFromPolicy(policy, { seed: 2, headStd: 1 / Math.sqrt(policy.config.dim) });
+    try {
+      const pp = policy.getState('params');
+      const pa = a.getState('params');
+      const byName = new Map(policy.tensors.map((t) => [t.name, t]));
+      let shared = 0;
+      for (const t of a.tensors) {
+        const src = byName.get(t.name);
+        if (!src) continue;
+        shared++;
+        expect(Array.from(pa.subarray(t.offset, t.offset + t.size))).toEqual(Array.from(pp.subarray(src.offset, src.offset + src.size)));
+      }
+      expect(shared).toBe(a.tensors.length - 2); // all but score.w and score.b
+      expect(Array.from(await zero.scoreTexts(items))).toEqual(items.map(() => 0.5));
+      const sa = await a.scoreTexts(items);
+      expect(Array.from(await b.scoreTexts(items))).toEqual(Array.from(sa));
+      expect(Array.from(await c.scoreTexts(items))).not.toEqual(Array.from(sa));
+      expect(Math.max(...sa) - Math.min(...sa)).toBeGreaterThan(1e-3);
+      const head = a.tensors.find((t) => t.name === 'score.w')!;
+      const w = pa.subarray(head.offset, head.offset + head.size);
+      const sd = Math.sqrt(w.reduce((q, v) => q + v * v, 0) / w.length);
+      expect(sd).toBeGreaterThan(0.6 / Math.sqrt(policy.config.dim));
+      expect(sd).toBeLessThan(1.4 / Math.sqrt(policy.config.dim));
+      for (const bad of [-1, NaN, Infinity, '0.1'])
+        expect(() => rewardModelFromPolicy(policy, { seed: 1, headStd: bad as number })).toThrow(/headStd must be a finite number >= 0/);
+    } finally {
+      for (const m of [policy, zero, a, b, c]) m.dispose();
+    }
   });
 });
 
