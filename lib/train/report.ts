@@ -87,6 +87,13 @@ export async function writeRunReport(runDir: string): Promise<string> {
   return file;
 }
 
+/** Mean and sample standard deviation of each group (NaN for an empty group; sd 0 for one value). */
+function meanSd(groups: number[][]): { mean: number[]; sd: number[] } {
+  const mean = groups.map((xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN));
+  const sd = groups.map((xs, i) => (xs.length ? Math.sqrt(xs.reduce((a, b) => a + (b - mean[i]) ** 2, 0) / Math.max(1, xs.length - 1)) : NaN));
+  return { mean, sd };
+}
+
 export interface AblationRun {
   variant: string;
   seed: number;
@@ -102,10 +109,25 @@ export async function writeAblationReport(file: string, runs: AblationRun[], tab
       const rs = runs.filter((r) => r.variant === v);
       const steps = rs[0].metrics.filter((m) => m.step > 0 && m[key] !== undefined).map((m) => m.step);
       const vals = steps.map((s) => rs.map((r) => r.metrics.find((m) => m.step === s)?.[key] ?? NaN));
-      const mean = vals.map((xs) => xs.reduce((a, b) => a + b, 0) / xs.length);
-      const sd = vals.map((xs, i) => Math.sqrt(xs.reduce((a, b) => a + (b - mean[i]) ** 2, 0) / Math.max(1, xs.length - 1)));
+      const { mean, sd } = meanSd(vals);
       return { name: v, x: steps, y: mean, band: { lo: mean.map((m, i) => m - sd[i]), hi: mean.map((m, i) => m + sd[i]) } };
     });
+  // Held-out metrics at every evaluation step (step 0 is the shared SFT start).
+  const evalCurve = (key: keyof EvalMetrics): LineSeries[] =>
+    variants.map((v) => {
+      const rs = runs.filter((r) => r.variant === v);
+      const steps = rs[0].metrics.filter((m) => m.eval).map((m) => m.step);
+      const vals = steps.map((s) => rs.map((r) => r.metrics.find((m) => m.step === s)?.eval?.[key] ?? NaN));
+      const { mean, sd } = meanSd(vals);
+      return { name: v, x: steps, y: mean, band: { lo: mean.map((m, i) => m - sd[i]), hi: mean.map((m, i) => m + sd[i]) } };
+    });
+  const finals = (key: keyof EvalMetrics) => meanSd(variants.map((v) => runs.filter((r) => r.variant === v && r.after).map((r) => r.after![key])));
+  const heldOut: (keyof EvalMetrics)[] = ['accuracy', 'judgeScore', 'wrongThinkingRightAnswer'];
+  const bars = variants.map((v, i) => ({
+    name: v,
+    values: heldOut.map((k) => finals(k).mean[i]),
+    err: heldOut.map((k) => finals(k).sd[i]),
+  }));
   await writeReport(file, {
     title: 'Trust-GRPO ablation (the paper\'s Table 3 on the embedded task)',
     sections: [
@@ -116,6 +138,15 @@ export async function writeAblationReport(file: string, runs: AblationRun[], tab
           { kind: 'line', id: 'abl-outcome', title: 'Mean outcome reward per step', xLabel: 'step', yLabel: 'outcome reward', series: curve('outcomeMean'), smooth: 5 },
           { kind: 'line', id: 'abl-thinking', title: 'Mean thinking reward per step', xLabel: 'step', yLabel: 'thinking reward', series: curve('thinkingMean').filter((s) => s.y.some((v) => !Number.isNaN(v))) },
           { kind: 'line', id: 'abl-gamma', title: 'Mean γ per step', xLabel: 'step', yLabel: 'γ', series: curve('gammaMean') },
+        ],
+      },
+      {
+        title: 'Held-out evaluation (mean ± std over seeds)',
+        charts: [
+          { kind: 'bar', id: 'abl-final', title: 'After training', xLabel: 'metric', yLabel: 'value', categories: ['accuracy', 'judge score', 'wrong thinking, right answer'], series: bars },
+          { kind: 'line', id: 'abl-eval-accuracy', title: 'Held-out accuracy', xLabel: 'step', yLabel: 'accuracy', series: evalCurve('accuracy') },
+          { kind: 'line', id: 'abl-eval-judge', title: "Judge's score of the reasoning", xLabel: 'step', yLabel: 'judge score', series: evalCurve('judgeScore') },
+          { kind: 'line', id: 'abl-eval-wtra', title: 'Wrong thinking, right answer (rate)', xLabel: 'step', yLabel: 'rate', series: evalCurve('wrongThinkingRightAnswer') },
         ],
       },
     ],

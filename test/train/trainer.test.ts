@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { RewardModel, TINY_MODEL_CONFIG, VisionLanguageModel, saveModel } from '../../lib/model';
 import { TrustGrpoTrainer, readMetrics, readSamples, type StepMetrics } from '../../lib/train/trainer';
 import { resolveTrainConfig, learningRate } from '../../lib/train/config';
+import { findChromium, renderCharts } from '../helpers/chromium';
 
 let root: string;
 let policyDir: string;
@@ -125,4 +126,52 @@ test('the run report is one self-contained file with every chart', async () => {
   expect(html).not.toMatch(/<script[^>]*src=|https?:\/\/(?!www\.w3\.org)/);
   expect(html).not.toMatch(/NaN|undefined/);
   expect(html).toContain('held-out accuracy');
+});
+
+const RUN_CHARTS = ['outcome', 'thinking', 'gamma', 'weight', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
+const ABLATION_CHARTS = ['abl-outcome', 'abl-thinking', 'abl-gamma', 'abl-final', 'abl-eval-accuracy', 'abl-eval-judge', 'abl-eval-wtra'];
+
+async function ablationReport(): Promise<string> {
+  const { writeAblationReport } = await import('../../lib/train/report');
+  const metrics = await readMetrics(path.join(root, 'runs', 'whole'));
+  const after = [...metrics].reverse().find((m) => m.eval)!.eval!;
+  // Two variants × two "seeds" made from the finished run (the second with shifted values).
+  const shift = (ms: StepMetrics[], d: number): StepMetrics[] =>
+    ms.map((m) => ({ ...m, outcomeMean: m.outcomeMean === undefined ? undefined : m.outcomeMean + d, eval: m.eval && { ...m.eval, accuracy: m.eval.accuracy + d } }));
+  const runs = [
+    { variant: 'GRPO', seed: 0, metrics, after },
+    { variant: 'GRPO', seed: 1, metrics: shift(metrics, 0.05), after: { ...after, accuracy: after.accuracy + 0.05 } },
+    { variant: 'Trust-GRPO', seed: 0, metrics: shift(metrics, 0.1), after: { ...after, accuracy: after.accuracy + 0.1 } },
+    { variant: 'Trust-GRPO', seed: 1, metrics: shift(metrics, 0.02), after },
+  ];
+  const file = path.join(root, 'ablation.html');
+  await writeAblationReport(file, runs, { header: ['variant', 'accuracy'], rows: [['GRPO', '0.1 ± 0'], ['Trust-GRPO', '0.2 ± 0']] }, { seeds: 2 });
+  return file;
+}
+
+test('the ablation report has every chart, self-contained', async () => {
+  const html = fs.readFileSync(await ablationReport(), 'utf8');
+  for (const id of ABLATION_CHARTS) expect(html).toMatch(new RegExp(`<svg[^>]*id="${id}"`));
+  expect(html).not.toMatch(/<script[^>]*src=|https?:\/\/(?!www\.w3\.org)/);
+  expect(html).not.toMatch(/NaN|undefined/);
+});
+
+// Opens both reports in headless Chromium (about a second) where one is installed; .ci/run installs
+// chromium-headless-shell from Debian when it can.
+const chromium = findChromium();
+if (!chromium.bin) console.log(`trainer.test: Chromium render check skipped: ${chromium.why}`);
+(chromium.bin ? describe : describe.skip)('reports render in headless Chromium', () => {
+  test.each([
+    ['run report', RUN_CHARTS, async () => (await import('../../lib/train/report')).writeRunReport(path.join(root, 'runs', 'whole'))],
+    ['ablation report', ABLATION_CHARTS, ablationReport],
+  ])('%s: every chart is laid out and draws its data', async (_name, ids, make) => {
+    const charts = renderCharts(chromium.bin!, await make());
+    expect(charts.map((c) => c.id).sort()).toEqual([...ids].sort());
+    for (const c of charts) {
+      const msg = `chart ${c.id}: ${JSON.stringify(c)}`;
+      if (!(c.width > 200 && c.height > 100)) throw new Error(`${msg}: not laid out`);
+      // axes, grid and at least one data mark with real geometry
+      if (!(c.drawn >= 5 && c.lines + c.dots >= 1)) throw new Error(`${msg}: draws too little`);
+    }
+  });
 });
