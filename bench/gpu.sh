@@ -15,3 +15,7 @@ python3 bench/gpu/torch_baseline.py --n "${N:-16384}" --v "${VS:-32768,151936}" 
 # The embedded model: CUDA backend against the CPU one (exits non-zero on a mismatch), and throughput.
 cmake --build build-gpu-bench --target sophia_model_parity >> "$out/cmake.log"
 ./build-gpu-bench/sophia_model_parity | tee "$out/model-parity.txt"
+# The same model in PyTorch (bench/gpu/torch_model.py; its --check against the CPU model runs where Node
+# is): training (forward+backward+AdamW) and KV-cache sampling throughput, eager and torch.compile, MFU.
+# Last, so a failure here leaves every result above in $out and still fails the script.
+python3 bench/gpu/torch_model.py --bench --config models/sft-policy/config.json --json "$out/model-torch.json" | tee "$out/model-torch.txt"
