@@ -298,7 +298,8 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   });
 }
 
-// backward({ dout, async }): dout = d loss / d (the last forward's out)
+// backward({ dout, async }): dout = d loss / d logits of the last forward (LM), or d loss / d score logit
+// (reward model: the pre-sigmoid value, not the score); as many floats as that forward's out
 Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Args a(info, "backward");
