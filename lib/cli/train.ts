@@ -143,18 +143,22 @@ export async function runAblation(o: { seeds: number; steps: number; name: strin
   const variants = [...ABLATION_VARIANTS, ...(o.reference ? [{ name: 'Trust-GRPO (reference preset)', config: { mode: 'reference' } as TrainConfigInput }] : [])];
   const runs: AblationRun[] = [];
   const t0 = Date.now();
+  let finishedBefore = 0;
   for (const [vi, v] of variants.entries()) {
     for (let seed = 0; seed < o.seeds; seed++) {
       const name = `v${vi}-s${seed}`;
       const runDir = path.join(runsDir, name);
       const base = { ...MAIN_JOB, ...v.config, steps: o.steps, seed, name, runsDir, evalEvery: 0, checkpointEvery: 0 };
       if (!quiet()) console.log(`ablate: ${v.name}, seed ${seed}`);
-      const summary = fs.existsSync(path.join(runDir, 'metrics.jsonl')) && (await readMetrics(runDir)).some((m) => m.step === o.steps && m.eval)
-        ? null
-        : fs.existsSync(path.join(runDir, 'config.json'))
-          ? await runWithProgress((hooks) => TrustGrpoTrainer.resume(runDir, hooks), `${name}`)
-          : await runWithProgress((hooks) => TrustGrpoTrainer.create(base, hooks), `${name}`);
-      void summary;
+      if (fs.existsSync(path.join(runDir, 'config.json'))) {
+        const made = JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')) as { steps?: unknown };
+        if (made.steps !== o.steps)
+          throw new SophiaError('E_CONFIG', `ablate: ${runDir} was started with ${String(made.steps)} steps, not --steps ${o.steps}; use the same --steps to continue it, or another --name`);
+        if ((await readMetrics(runDir)).some((m) => m.step === o.steps && m.eval)) finishedBefore++;
+        else await runWithProgress((hooks) => TrustGrpoTrainer.resume(runDir, hooks), name);
+      } else {
+        await runWithProgress((hooks) => TrustGrpoTrainer.create(base, hooks), name);
+      }
       const metrics = await readMetrics(runDir);
       runs.push({ variant: v.name, seed, metrics, after: metrics.find((m) => m.step === o.steps)?.eval });
     }
@@ -173,11 +177,16 @@ export async function runAblation(o: { seeds: number; steps: number; name: strin
   if (start) rows.unshift(['(SFT start)', start.accuracy.toFixed(3), start.judgeScore.toFixed(3), start.wrongThinkingRightAnswer.toFixed(3)]);
   const minutes = (Date.now() - t0) / 60000;
   const w = [34, 18, 18, 18];
-  console.log(`\nablation: ${o.seeds} seeds × ${o.steps} steps per row, ${minutes.toFixed(1)} min`);
+  const total = runs.length;
+  const took =
+    finishedBefore === total ? `all ${total} runs were already finished`
+    : finishedBefore ? `${minutes.toFixed(1)} min for the ${total - finishedBefore} runs left (${finishedBefore} of ${total} were already finished)`
+    : `${minutes.toFixed(1)} min`;
+  console.log(`\nablation: ${o.seeds} seeds × ${o.steps} steps per row, ${took}`);
   console.log(header.map((h, i) => h.padEnd(w[i])).join(' '));
   for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(w[i])).join(' '));
   const file = path.join(runsDir, 'report.html');
-  await writeAblationReport(file, runs, { header, rows }, { seeds: o.seeds, steps: o.steps, base: MAIN_JOB, minutes });
-  fs.writeFileSync(path.join(runsDir, 'ablation.json'), JSON.stringify({ header, rows, seeds: o.seeds, steps: o.steps, minutes }, null, 2) + '\n');
+  await writeAblationReport(file, runs, { header, rows }, { seeds: o.seeds, steps: o.steps, base: MAIN_JOB, minutes, runsFinishedBefore: finishedBefore });
+  fs.writeFileSync(path.join(runsDir, 'ablation.json'), JSON.stringify({ header, rows, seeds: o.seeds, steps: o.steps, minutes, runsFinishedBefore: finishedBefore }, null, 2) + '\n');
   return file;
 }

@@ -41,7 +41,7 @@ function lineChart(c: LineChart): string {
     const bucket = bucketSize(x.length);
     return {
       name: s.name,
-      style: seriesStyle(i),
+      style: seriesStyle(s.styleIndex ?? i),
       n: x.length,
       bucket,
       raw: downsampleMinMax(x, y, bucket),

@@ -13,6 +13,8 @@ export interface LineSeries {
   y: number[];
   /** A shaded band around the curve, e.g. mean ± std over seeds. */
   band?: { lo: number[]; hi: number[] };
+  /** Palette entry (default: the series' position), so a series keeps its colour across charts. */
+  styleIndex?: number;
 }
 
 /** Several curves overlaid, with a legend. Series longer than 2000 points are downsampled (min and max per bucket). */

@@ -67,11 +67,13 @@ function checkLine(w: string, c: Record<string, unknown>): void {
   const series = array(w, 'series', c.series, 'series objects');
   series.forEach((s, i) => {
     const f = `series[${i}]`;
-    if (!isObject(s)) fail('E_TYPE', w, f, 'an object {name, x, y, band?}', describe(s));
+    if (!isObject(s)) fail('E_TYPE', w, f, 'an object {name, x, y, band?, styleIndex?}', describe(s));
     string(w, `${f}.name`, s.name);
     const x = numbers(w, `${f}.x`, s.x);
     const len = { n: x.length, of: `${f}.x` };
     numbers(w, `${f}.y`, s.y, len);
+    if (!absent(s.styleIndex) && !(Number.isInteger(s.styleIndex) && (s.styleIndex as number) >= 0))
+      fail('E_TYPE', w, `${f}.styleIndex`, 'an integer >= 0', describe(s.styleIndex));
     if (!absent(s.band)) {
       if (!isObject(s.band)) fail('E_TYPE', w, `${f}.band`, 'an object {lo, hi}', describe(s.band));
       numbers(w, `${f}.band.lo`, s.band.lo, len);

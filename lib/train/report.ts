@@ -104,23 +104,22 @@ export interface AblationRun {
 /** The ablation report: curves of every variant overlaid (mean ± std over seeds) and the table. */
 export async function writeAblationReport(file: string, runs: AblationRun[], table: { header: string[]; rows: (string | number)[][] }, config: unknown): Promise<void> {
   const variants = [...new Set(runs.map((r) => r.variant))];
-  const curve = (key: 'outcomeMean' | 'thinkingMean' | 'gammaMean'): LineSeries[] =>
-    variants.map((v) => {
+  // One curve per variant (mean ± std over its seeds) at the steps `at` picks; a variant keeps its
+  // colour in every chart, also where another variant has no curve.
+  const curves = (at: (m: StepMetrics) => boolean, value: (m: StepMetrics) => number | null | undefined): LineSeries[] =>
+    variants.map((v, styleIndex) => {
       const rs = runs.filter((r) => r.variant === v);
-      const steps = rs[0].metrics.filter((m) => m.step > 0 && m[key] !== undefined).map((m) => m.step);
-      const vals = steps.map((s) => rs.map((r) => r.metrics.find((m) => m.step === s)?.[key] ?? NaN));
+      const steps = rs[0].metrics.filter(at).map((m) => m.step);
+      const vals = steps.map((s) => rs.map((r) => {
+        const m = r.metrics.find((q) => q.step === s);
+        return (m ? value(m) : undefined) ?? NaN;
+      }));
       const { mean, sd } = meanSd(vals);
-      return { name: v, x: steps, y: mean, band: { lo: mean.map((m, i) => m - sd[i]), hi: mean.map((m, i) => m + sd[i]) } };
+      return { name: v, styleIndex, x: steps, y: mean, band: { lo: mean.map((m, i) => m - sd[i]), hi: mean.map((m, i) => m + sd[i]) } };
     });
+  const curve = (key: 'outcomeMean' | 'thinkingMean' | 'gammaMean') => curves((m) => m.step > 0 && m[key] !== undefined, (m) => m[key]);
   // Held-out metrics at every evaluation step (step 0 is the shared SFT start).
-  const evalCurve = (key: keyof EvalMetrics): LineSeries[] =>
-    variants.map((v) => {
-      const rs = runs.filter((r) => r.variant === v);
-      const steps = rs[0].metrics.filter((m) => m.eval).map((m) => m.step);
-      const vals = steps.map((s) => rs.map((r) => r.metrics.find((m) => m.step === s)?.eval?.[key] ?? NaN));
-      const { mean, sd } = meanSd(vals);
-      return { name: v, x: steps, y: mean, band: { lo: mean.map((m, i) => m - sd[i]), hi: mean.map((m, i) => m + sd[i]) } };
-    });
+  const evalCurve = (key: keyof EvalMetrics) => curves((m) => m.eval !== undefined, (m) => m.eval?.[key]);
   const finals = (key: keyof EvalMetrics) => meanSd(variants.map((v) => runs.filter((r) => r.variant === v && r.after).map((r) => r.after![key])));
   const heldOut: (keyof EvalMetrics)[] = ['accuracy', 'judgeScore', 'wrongThinkingRightAnswer'];
   const bars = variants.map((v, i) => ({

@@ -137,7 +137,7 @@ async function ablationReport(): Promise<string> {
   const after = [...metrics].reverse().find((m) => m.eval)!.eval!;
   // Two variants × two "seeds" made from the finished run (the second with shifted values).
   const shift = (ms: StepMetrics[], d: number): StepMetrics[] =>
-    ms.map((m) => ({ ...m, outcomeMean: m.outcomeMean === undefined ? undefined : m.outcomeMean + d, eval: m.eval && { ...m.eval, accuracy: m.eval.accuracy + d } }));
+    ms.map((m) => ({ ...m, ...(m.outcomeMean === undefined ? {} : { outcomeMean: m.outcomeMean + d }), eval: m.eval && { ...m.eval, accuracy: m.eval.accuracy + d } }));
   const runs = [
     { variant: 'GRPO', seed: 0, metrics, after },
     { variant: 'GRPO', seed: 1, metrics: shift(metrics, 0.05), after: { ...after, accuracy: after.accuracy + 0.05 } },
@@ -174,4 +174,19 @@ if (!chromium.bin) console.log(`trainer.test: Chromium render check skipped: ${c
       if (!(c.drawn >= 5 && c.lines + c.dots >= 1)) throw new Error(`${msg}: draws too little`);
     }
   });
+});
+
+test('ablate refuses to continue a run folder made with another --steps', async () => {
+  const { runAblation } = await import('../../lib/cli/train');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-ablate-'));
+  fs.mkdirSync(path.join(dir, 'runs', 'abl', 'v0-s0'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'runs', 'abl', 'v0-s0', 'config.json'), JSON.stringify({ steps: 5 }));
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    await expect(runAblation({ seeds: 1, steps: 3, name: 'abl' })).rejects.toMatchObject({ code: 'E_CONFIG', message: expect.stringMatching(/started with 5 steps, not --steps 3/) });
+  } finally {
+    process.chdir(cwd);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
