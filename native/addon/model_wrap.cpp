@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../cpu/nn.h"
+#include "sophia/model_arena.h"
 #include "addon_state.h"
 #include "args.h"
 
@@ -521,8 +522,9 @@ Napi::Value NnOp(const Napi::CallbackInfo& info) {
     const int32_t* sp = static_cast<const int32_t*>(seqv.data);
     const int64_t N = seqv.length > 0 ? sp[seqv.length - 1] : 0;
     const int64_t S = check_starts(a, "seq", seqv, N, 1, 4096);
-    std::vector<int64_t> off(static_cast<size_t>(S));
-    const int64_t probFloats = cpu::nn::attention_prob_offsets(off.data(), sp, S, H);
+    std::vector<int64_t> off;
+    std::vector<int32_t> pos;
+    const int64_t probFloats = model::stack_index(std::vector<int32_t>(sp, sp + S + 1), H, off, pos);
     View q = need(a, "q", N * H * hd), k = need(a, "k", N * Hkv * hd), v = need(a, "v", N * Hkv * hd), out = need(a, "out", N * H * hd);
     View dout = need(a, "dout", N * H * hd, false);
     std::vector<float> probs(static_cast<size_t>(probFloats));

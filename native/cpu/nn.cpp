@@ -111,16 +111,6 @@ void rope(float* x, const int32_t* pos, int64_t N, int64_t heads, int64_t hd, fl
   });
 }
 
-int64_t attention_prob_offsets(int64_t* probOff, const int32_t* seq, int64_t S, int64_t H) {
-  int64_t off = 0;
-  for (int64_t s = 0; s < S; ++s) {
-    probOff[s] = off;
-    const int64_t len = seq[s + 1] - seq[s];
-    off += H * len * len;
-  }
-  return off;
-}
-
 static inline float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];

@@ -42,8 +42,6 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
 // dq (overwritten), dk, dv (overwritten) from dout; probs from the forward pass.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                         const float* k, const float* v, const AttnShape& s);
-// Offsets of the probability blocks; returns the total floats.
-int64_t attention_prob_offsets(int64_t* probOff, const int32_t* seq, int64_t S, int64_t H);
 
 // One new query per row against its stream's cache: q[R, H, hd]; the cache of row r starts at
 // kc + slot[r]·stride (vc likewise) and holds len[r] positions of [Hkv, hd]; out[R, H, hd].

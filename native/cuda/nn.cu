@@ -559,16 +559,6 @@ void rope(float* x, const int32_t* pos, int64_t N, int64_t heads, int64_t hd, fl
   check_launch();
 }
 
-int64_t attention_prob_offsets(int64_t* probOff, const int32_t* seq, int64_t S, int64_t H) {
-  int64_t off = 0;
-  for (int64_t s = 0; s < S; ++s) {
-    probOff[s] = off;
-    const int64_t len = seq[s + 1] - seq[s];
-    off += H * len * len;
-  }
-  return off;
-}
-
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, const AttnShape& s,
                        const Exec& ex) {
   if (s.S <= 0 || s.N <= 0) return;

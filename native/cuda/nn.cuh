@@ -62,8 +62,6 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
 // store of each row's Σ_u P·dP between the kernels, so it must not alias an input.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                         const float* k, const float* v, const AttnShape& s, const Exec& ex = {});
-// Host function: offsets of the probability blocks from a HOST seq; returns the total floats.
-int64_t attention_prob_offsets(int64_t* probOff, const int32_t* seq, int64_t S, int64_t H);
 
 // One new query per row against its stream's cache (all device pointers): q[R, H, hd]; the cache
 // of row r starts at kc + slot[r]·stride (vc likewise) and holds len[r] positions of [Hkv, hd].

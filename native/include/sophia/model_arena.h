@@ -30,7 +30,7 @@ struct BlockA {
 };
 
 // Positions within each packed sequence and the offsets of its [len, len] probability blocks per
-// head; returns the probability floats of one block.
+// head; returns the probability floats of one attention layer (all sequences and heads).
 inline int64_t stack_index(const std::vector<int32_t>& seq, int64_t H, std::vector<int64_t>& probOff, std::vector<int32_t>& pos) {
   const int64_t S = int64_t(seq.size()) - 1;
   probOff.assign(static_cast<size_t>(S), 0);
