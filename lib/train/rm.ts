@@ -11,12 +11,13 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
 import { createRng, flawedResponses, generateProblems, goldResponse, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../data/synthetic';
+import { shuffled } from '../data/synthetic/random';
 import { judgeThinking } from '../judge';
 import { RewardModel, loadPolicy, rewardModelFromPolicy, saveModel, writeFileAtomic, type ModelConfig, type RewardExample, type VisionLanguageModel } from '../model';
 import { promptInput, promptOf, responseText } from '../pipeline/task';
 import { thinkingInput } from '../rewards/thinking';
 import { writeReport, type Report } from '../report';
-import { optionsError, lrAt, shuffle, type LrSchedule } from './sft';
+import { optionsError, lrAt, type LrSchedule } from './sft';
 import { agreement, binCounts, mean, scoreBin, SCORE_BINS, type Agreement } from './stats';
 
 const int = (d: number, desc: string, min = 0) => z.number().int().min(min).default(d).describe(desc);
@@ -95,8 +96,8 @@ export function balanceBins<T>(items: readonly T[], scoreOf: (t: T) => number, r
   const before = bins.map((b) => b.length);
   const sizes = before.filter((n) => n > 0).sort((a, b) => a - b);
   const c = cap ?? (sizes.length ? sizes[Math.floor((sizes.length - 1) / 2)] : 1);
-  const kept = bins.flatMap((b) => (b.length > c ? shuffle(rng, b).slice(0, c) : b));
-  return { items: shuffle(rng, kept), cap: c, before, after: bins.map((b) => Math.min(b.length, c)) };
+  const kept = bins.flatMap((b) => (b.length > c ? shuffled(rng, b).slice(0, c) : b));
+  return { items: shuffled(rng, kept), cap: c, before, after: bins.map((b) => Math.min(b.length, c)) };
 }
 
 export interface RmEvaluation extends Agreement {
@@ -180,7 +181,7 @@ async function collect(
         out.push({ problem: i + j, source, response, reasoning: thinkingInput(response, 'paper'), target: judgeThinking(p, response).score });
       };
       for (const r of sampled[j]) add('policy', r);
-      const kinds = shuffle(rng, FLAWED_KINDS).slice(0, c.flawed);
+      const kinds = shuffled(rng, FLAWED_KINDS).slice(0, c.flawed);
       if (kinds.length) for (const f of flawedResponses(p, rng, { kinds })) add(f.kind, f.response);
       if (c.gold) add('gold', goldResponse(p));
     });
@@ -231,7 +232,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     for (const it of trainItems) sources[it.source] = (sources[it.source] ?? 0) + 1;
     const balanced = c.balance
       ? balanceBins(trainItems, (it) => it.target, rng, c.binCap)
-      : { items: shuffle(rng, trainItems), cap: trainItems.length, before: binCounts(trainItems.map((it) => it.target)), after: binCounts(trainItems.map((it) => it.target)) };
+      : { items: shuffled(rng, trainItems), cap: trainItems.length, before: binCounts(trainItems.map((it) => it.target)), after: binCounts(trainItems.map((it) => it.target)) };
     if (balanced.items.length === 0) throw new SophiaError('E_CONFIG', 'rm train: no training items were produced');
     const evalBalanced = balanceBins(evalItems, (it) => it.target, createRng(c.seed, 'rm/balance-eval')).items;
     const train = examplesOf(balanced.items, problems);
@@ -252,12 +253,12 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     const schedule: LrSchedule = { lr: c.lr, warmup: Math.min(c.warmup, c.steps), total: c.steps, minLrRatio: c.minLrRatio };
     const history: RmStepRecord[] = [];
     const orderRng = createRng(c.seed, 'rm/order');
-    let order = shuffle(orderRng, train);
+    let order = shuffled(orderRng, train);
     let cursor = 0;
     let lastMae = before.all.mae;
     for (let step = 0; step < c.steps; step++) {
       if (cursor >= order.length) {
-        order = shuffle(orderRng, train);
+        order = shuffled(orderRng, train);
         cursor = 0;
       }
       const examples = order.slice(cursor, cursor + c.batch);

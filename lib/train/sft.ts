@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
 import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../data/synthetic';
+import { shuffled } from '../data/synthetic/random';
 import { VisionLanguageModel, saveModel, writeFileAtomic, resolveModelConfig, type ModelConfig, type PackedBatch } from '../model';
 import { evaluatePolicy, promptInput, responseTokens, type EvalResult } from '../pipeline/task';
 import { writeReport, type Report } from '../report';
@@ -179,16 +180,6 @@ export function crossEntropy(logits: Float32Array, labels: Int32Array, V: number
   return loss / n;
 }
 
-/** A seeded Fisher–Yates shuffle (a copy). */
-export function shuffle<T>(rng: Rng, items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}
-
 /** Fits when the packed length (the `<image>` token expanded) is within the context. */
 function fits(model: VisionLanguageModel, s: ForcedSequence): boolean {
   const extra = s.image ? model.visualTokens - 1 : 0;
@@ -242,7 +233,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
         if (fits(model, s)) out.push(s);
         else if (e === 0) skipped++;
       });
-      return shuffle(rng, out);
+      return shuffled(rng, out);
     };
     let epoch = 0;
     let data = epochData(epoch);
