@@ -7,22 +7,14 @@
  */
 import * as fs from 'node:fs';
 import { SophiaError } from '../../lib/errors';
-import { addonCandidates, loadBackend, type LoadedBackend } from '../../lib/native';
+import { addonCandidates } from '../../lib/native';
+import { probeCuda } from '../helpers/cuda';
 import { RewardModel, TINY_MODEL_CONFIG, VisionLanguageModel, type ModelConfig, type PackedBatch } from '../../lib/model';
 import type { RgbImage } from '../../lib/data/images';
 import { testSeed } from '../ops/oracle';
 
-let cuda: LoadedBackend | undefined;
-let reason = '';
-try {
-  cuda = loadBackend('cuda');
-} catch (err) {
-  if (!(err instanceof SophiaError && err.code === 'E_DEVICE')) throw err;
-  reason = err.message;
-}
-// Models default to the process backend; it must be the CUDA binary before the first model is made.
-if (cuda) process.env.SOPHIA_DEVICE = 'cuda';
-else console.log(`cuda-model: skipped, no usable GPU: ${reason}`);
+// Models default to the process backend; probeCuda makes it the CUDA binary before the first model.
+const { cuda, reason } = probeCuda('cuda-model');
 
 const SEED = testSeed('cuda-model.test');
 let s = SEED >>> 0;

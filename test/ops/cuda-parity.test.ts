@@ -2,8 +2,7 @@
  * CUDA kernels vs the CPU kernels (and the float64 oracle). Runs only where loadBackend('cuda')
  * finds a usable GPU; elsewhere every test here is reported as skipped, with the reason printed.
  */
-import { loadBackend, type LoadedBackend } from '../../lib/native';
-import { SophiaError } from '../../lib/errors';
+import { probeCuda } from '../helpers/cuda';
 import { logprobs, logprobsSync } from '../../lib/ops/logprobs';
 import { grpoLoss, grpoLossSync, type GrpoLossOptions, type GrpoLossResult } from '../../lib/ops/grpoLoss';
 import { Tensor } from '../../lib/tensor';
@@ -20,17 +19,8 @@ const AT = 4e-6;
 const GRAD_RTOL: Record<FloatDType, number> = { f32: 1e-5, bf16: 2 ** -8, f16: 2 ** -11 };
 const GRAD_ATOL: Record<FloatDType, number> = { f32: 0, bf16: 0, f16: 2 ** -24 };
 
-let cuda: LoadedBackend | undefined;
-let reason = '';
-try {
-  cuda = loadBackend('cuda');
-} catch (err) {
-  if (!(err instanceof SophiaError && err.code === 'E_DEVICE')) throw err;
-  reason = err.message;
-}
-// Device tensors need the process backend to be the CUDA binary; set before the first op call.
-if (cuda) process.env.SOPHIA_DEVICE = 'cuda';
-else console.log(`cuda-parity: skipped, no usable GPU: ${reason}`);
+// Device tensors need the process backend to be the CUDA binary (probeCuda sets it).
+const { cuda, reason } = probeCuda('cuda-parity');
 
 const SEED = testSeed('cuda-parity.test');
 const root = new Rng(SEED);
