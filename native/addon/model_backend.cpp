@@ -46,7 +46,7 @@ class CpuModel final : public Common<cpu::Model> {
   using Common::Common;
   const char* device() const override { return "cpu"; }
   void forward(const model::Batch& b, float* out, float* scoreLogits) override { m_.forward(b, out, scoreLogits); }
-  void backward(const float* dout) override { m_.backward(dout); }
+  void backward(const float* dout, int64_t) override { m_.backward(dout); }
   void copyState(const std::string& which, float* out) override {
     std::memcpy(out, state(which), sizeof(float) * size_t(numParams()));
   }
@@ -65,15 +65,13 @@ class CudaModel final : public Common<cuda::Model> {
     const int64_t n = outFloats(b);
     out_.reserve(4 * n);
     if (scoreLogits) scoreLogits_.reserve(4 * b.B);
-    outFloats_ = 0;  // a failed forward leaves nothing for backward to size
     m_.forward(b, static_cast<float*>(out_.data()), scoreLogits ? static_cast<float*>(scoreLogits_.data()) : nullptr);
-    outFloats_ = n;
     cuda::copy_d2h(out, out_.data(), 4 * n);
     if (scoreLogits) cuda::copy_d2h(scoreLogits, scoreLogits_.data(), 4 * b.B);
   }
-  void backward(const float* dout) override {
-    // The forward's device output buffer is free again once copied back: dout goes there.
-    cuda::copy_h2d(out_.data(), dout, 4 * outFloats_);
+  void backward(const float* dout, int64_t n) override {
+    // The forward's device output buffer (n floats) is free again once copied back: dout goes there.
+    cuda::copy_h2d(out_.data(), dout, 4 * n);
     m_.backward(static_cast<const float*>(out_.data()));
   }
   void copyState(const std::string& which, float* out) override { m_.copyState(which, out); }
@@ -81,7 +79,6 @@ class CudaModel final : public Common<cuda::Model> {
 
  private:
   cuda::DeviceMemory out_, scoreLogits_;
-  int64_t outFloats_ = 0;
 };
 #endif
 

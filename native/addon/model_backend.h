@@ -26,8 +26,8 @@ class ModelBackend {
   virtual bool hasForward() const = 0;
   // out: logits [M, V] or scores [B]; scoreLogits [B] or null (reward head).
   virtual void forward(const model::Batch& b, float* out, float* scoreLogits) = 0;
-  // dout: as many floats as the last forward's out.
-  virtual void backward(const float* dout) = 0;
+  // dout: n floats, as many as the last forward's out (the caller checks).
+  virtual void backward(const float* dout, int64_t n) = 0;
   virtual void zeroGrad() = 0;
   virtual model::StepResult step(const model::AdamW& o) = 0;
   virtual void generate(const model::Generate& g) = 0;

@@ -312,7 +312,8 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
     const bool async = a.boolean("async", false);
     ModelBackend& m = acquire("backward");
     const float* d = static_cast<const float*>(dout.data);
-    return finish(info.Env(), async, [&m, d] { m.backward(d); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); },
+    const int64_t n = dout.length;
+    return finish(info.Env(), async, [&m, d, n] { m.backward(d, n); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); },
                   {dout.holder});
   });
 }
