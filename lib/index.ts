@@ -44,7 +44,6 @@ export * from './rewards';
 export * from './data';
 export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from './cli/score';
 export * from './model';
-export * from './judge';
+export * from './task';
 export * from './report';
 export * from './serve';
-export * from './pipeline/task';

@@ -3,4 +3,3 @@ export {
   type DatasetRow, type DatasetField, type DatasetSummary, type LoadDatasetOptions, type BadRowReason,
 } from './dataset';
 export { decodeImage, encodePng, toPng, fitPixels, resizeImage, imageFormat, type RgbImage, type ImageFormat } from './images';
-export * from './synthetic';

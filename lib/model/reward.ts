@@ -16,7 +16,7 @@ import type { ThinkingItem, ThinkingReward, ThinkingRewardStats } from '../rewar
 import { THINKING_FAILURES } from '../rewards/thinking';
 import { VisionLanguageModel, createNative, type CreateModelOptions, type PackedBatch, type StepOptions, type StepResult } from './model';
 import type { Tokenizer } from './tokenizer';
-import { createRng } from '../data/synthetic/random';
+import { createRng } from '../random';
 
 export interface RewardExample {
   question: string;

@@ -7,10 +7,10 @@
 import * as path from 'node:path';
 import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
-import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../data/synthetic';
-import { shuffled } from '../data/synthetic/random';
+import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
+import { shuffled } from '../random';
 import { VisionLanguageModel, saveModel, writeFileAtomic, resolveModelConfig, type ModelConfig, type PackedBatch } from '../model';
-import { evaluatePolicy, promptInput, responseTokens, type EvalResult } from '../pipeline/task';
+import { evaluatePolicy, promptInput, responseTokens, type EvalResult } from '../task';
 import { writeReport, type Report } from '../report';
 
 /** Flawed kinds that keep the answer format, the default SFT mix: the policy should learn the format, not to break it. */

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SophiaError, describe } from '../errors';
 import { encodePng } from '../data/images';
-import { generateProblems, type SyntheticProblem } from '../data/synthetic';
-import { judgeThinking } from '../judge';
+import { generateProblems, type SyntheticProblem } from '../task';
+import { judgeThinking } from '../task';
 import { VisionLanguageModel } from '../model/model';
 import { RewardModel, rewardModelFromPolicy } from '../model/reward';
 import { loadPolicy, loadRewardModel, saveModel, writeFileAtomic } from '../model/checkpoint';
@@ -24,7 +24,7 @@ import { thinkingNeeded, trustRewards } from '../ops/trust';
 import { outcomeReward } from '../rewards/outcome';
 import { OpenAIThinkingReward, thinkingInput, type ThinkingReward } from '../rewards/thinking';
 import { Tensor } from '../tensor';
-import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../pipeline/task';
+import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../task';
 import { learningRate, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
 
 /** The held-out problems are the same for every run and seed, so runs compare. */

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TINY_MODEL_CONFIG, loadRewardModel } from '../../lib/model';
-import { createRng } from '../../lib/data/synthetic';
+import { createRng } from '../../lib/task';
 import { balanceBins, resolveRmOptions, runRmTrain, type RmProgress } from '../../lib/train/rm';
 import { runSft } from '../../lib/train/sft';
 import { binCounts } from '../../lib/train/stats';

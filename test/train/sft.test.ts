@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TINY_MODEL_CONFIG, VisionLanguageModel, loadPolicy } from '../../lib/model';
-import { generateProblems, goldResponse } from '../../lib/data/synthetic';
-import { evaluatePolicy, promptInput, responseTokens } from '../../lib/pipeline/task';
+import { generateProblems, goldResponse } from '../../lib/task';
+import { evaluatePolicy, promptInput, responseTokens } from '../../lib/task';
 import { crossEntropy, forcedBatch, lrAt, resolveSftOptions, runSft, type SftProgress } from '../../lib/train/sft';
 import { agreement, binConfusion, binCounts, meanAbsError, pearson, ranks, scoreBin, spearman } from '../../lib/train/stats';
 

@@ -6,8 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SophiaError, describe } from '../../errors';
-import { encodePng } from '../images';
+import { SophiaError, describe } from '../errors';
+import { encodePng } from '../data/images';
 import { checkProblem, generateProblems, makeProblem, type GenerateOptions, type Split, type SyntheticProblem } from './problems';
 import { BACKGROUNDS, type Background } from './scene';
 

@@ -2,10 +2,10 @@
  * Deliberately flawed responses to synthetic problems, for annotating with the judge and training a
  * learned thinking reward model on scores spread over the whole grid.
  */
-import { SophiaError, describe } from '../../errors';
+import { SophiaError, describe } from '../errors';
 import { TASK_VOCABULARY, countKind, formatStep, formatThink, type Kind, type Step } from './grammar';
 import { answerOfSteps, checkProblem, goldSteps, relOf, type TaskAndScene } from './problems';
-import { enumOption, pick, randInt, shuffled, toRng, type Rng } from './random';
+import { enumOption, pick, randInt, shuffled, toRng, type Rng } from '../random';
 import { COLORS, SHAPES } from './scene';
 
 export type PerturbationKind =

@@ -1,5 +1,5 @@
 /** Seedable randomness and argument checks shared by the synthetic task generator. */
-import { SophiaError, describe } from '../../errors';
+import { SophiaError, describe } from './errors';
 
 /** A source of uniform numbers in [0, 1). */
 export type Rng = () => number;

@@ -1,7 +1,7 @@
 import {
   PERTURBATION_KINDS, createRng, flawedResponses, generateProblems, goldResponse, perturb, type PerturbationKind,
-} from '../../lib/data/synthetic';
-import { judgeThinking } from '../../lib/judge';
+} from '../../lib/task';
+import { judgeThinking } from '../../lib/task';
 import { expectSophiaError } from './helpers';
 
 const problems = generateProblems({ seed: 31, count: 300 });

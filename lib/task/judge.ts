@@ -1,6 +1,6 @@
 /**
  * A rule-based thinking judge for the synthetic task: it reads the `<think>` of a response in the
- * grammar of data/synthetic/grammar, checks every claim against the scene and the arithmetic, and
+ * grammar of ./grammar, checks every claim against the scene and the arithmetic, and
  * scores the reasoning on the grid {0, 0.1, …, 1}.
  *
  * Scoring: start at 1 and subtract (in tenths, so the score lands exactly on the grid; floor 0):
@@ -24,8 +24,8 @@
  * The gold think scores 1.
  */
 import { SophiaError, describe } from '../errors';
-import { countKind, parseThink, type Kind, type Step } from '../data/synthetic/grammar';
-import { checkProblem, letterOf, type TaskAndScene } from '../data/synthetic/problems';
+import { countKind, parseThink, type Kind, type Step } from './grammar';
+import { checkProblem, letterOf, type TaskAndScene } from './problems';
 
 export type JudgeCriterion =
   | 'format' | 'wrongClaims' | 'unsupported' | 'missingSteps' | 'ungrounded' | 'repetition' | 'malformed' | 'offTask' | 'redundant';

@@ -3,9 +3,8 @@
  * tokens, and held-out evaluation (format rate, accuracy, judge score, and the "wrong thinking,
  * correct answer" rate the paper is about).
  */
-import type { SyntheticProblem } from '../data/synthetic';
-import { goldResponse } from '../data/synthetic';
-import { judgeThinking } from '../judge';
+import type { SyntheticProblem } from './problems';
+import { judgeThinking } from './judge';
 import { formatReward, outcomeReward } from '../rewards/outcome';
 import type { Sample, SequenceInput, VisionLanguageModel } from '../model/model';
 
@@ -37,7 +36,6 @@ export function responseTokens(model: VisionLanguageModel, text: string): Int32A
   return out;
 }
 
-export { goldResponse };
 
 export interface Graded {
   response: string;

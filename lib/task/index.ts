@@ -1,4 +1,4 @@
-export { createRng, hashString, type Rng } from './random';
+export { createRng, hashString, type Rng } from '../random';
 export {
   COLORS, SHAPES, PALETTE, BACKGROUNDS, sampleScene, renderScene, covers,
   type Color, type Shape, type Background, type SceneObject, type SceneOptions,
@@ -17,3 +17,5 @@ export {
   type SyntheticRow, type WriteSyntheticOptions, type WrittenSyntheticDataset,
 } from './io';
 export { PERTURBATION_KINDS, perturb, flawedResponses, type PerturbationKind, type FlawedResponse } from './perturb';
+export { judgeThinking, JUDGE_PENALTIES, type JudgeResult, type JudgeBreakdown, type JudgeCriterion } from './judge';
+export * from './eval';

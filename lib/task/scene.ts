@@ -1,7 +1,7 @@
 /** Scenes of coloured shapes and their rasterisation (no anti-aliasing: every pixel is a palette colour). */
-import { SophiaError, describe } from '../../errors';
-import type { RgbImage } from '../images';
-import { randInt, pick, type Rng } from './random';
+import { SophiaError, describe } from '../errors';
+import type { RgbImage } from '../data/images';
+import { randInt, pick, type Rng } from '../random';
 
 export const COLORS = ['red', 'green', 'blue', 'yellow'] as const;
 export const SHAPES = ['circle', 'square', 'triangle'] as const;

@@ -3,10 +3,10 @@
  * kinds. Every problem carries its scene, a gold think in the grammar of ./grammar and a gold answer,
  * and turns into a row of the released training set's format (method.md §5).
  */
-import { SophiaError, describe } from '../../errors';
-import type { RgbImage } from '../images';
+import { SophiaError, describe } from '../errors';
+import type { RgbImage } from '../data/images';
 import { countKind, formatThink, isKind, plural, kindParts, type Kind, type Step } from './grammar';
-import { createRng, enumOption, hashString, intOption, pick, shuffled, type Rng } from './random';
+import { createRng, enumOption, hashString, intOption, pick, shuffled, type Rng } from '../random';
 import { COLORS, SHAPES, checkScene, mayFit, renderScene, sampleScene, type Background, type Color, type SceneObject, type Shape } from './scene';
 
 export type QuestionKind = 'count_color' | 'count_shape' | 'count_both' | 'remove' | 'sum' | 'compare';

@@ -1,6 +1,6 @@
 import { SophiaError } from '../../lib/errors';
 import type { RgbImage } from '../../lib/data/images';
-import type { SceneObject, SyntheticTask } from '../../lib/data/synthetic';
+import type { SceneObject, SyntheticTask } from '../../lib/task';
 
 /** Expects `f` to throw a SophiaError of `code` whose message matches every pattern. */
 export function expectSophiaError(f: () => unknown, code: string, ...patterns: RegExp[]): void {

@@ -5,8 +5,8 @@ import { loadDataset, type DatasetRow } from '../../lib/data/dataset';
 import { decodeImage } from '../../lib/data/images';
 import {
   SYNTHETIC_DATA_SOURCE, goldResponse, problemFromRow, problemsById, readSyntheticProblems, writeSyntheticDataset,
-} from '../../lib/data/synthetic';
-import { judgeThinking } from '../../lib/judge';
+} from '../../lib/task';
+import { judgeThinking } from '../../lib/task';
 import { outcomeReward } from '../../lib/rewards/outcome';
 import { expectSophiaError, expectSophiaErrorAsync } from './helpers';
 

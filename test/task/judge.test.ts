@@ -1,5 +1,5 @@
-import { generateProblems, goldResponse, perturb, type SyntheticProblem, type TaskAndScene } from '../../lib/data/synthetic';
-import { judgeThinking, JUDGE_PENALTIES } from '../../lib/judge';
+import { generateProblems, goldResponse, perturb, type SyntheticProblem, type TaskAndScene } from '../../lib/task';
+import { judgeThinking, JUDGE_PENALTIES } from '../../lib/task';
 import { expectSophiaError } from './helpers';
 
 const problems = generateProblems({ seed: 21, count: 400 });

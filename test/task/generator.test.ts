@@ -1,6 +1,6 @@
 import {
   COLORS, MAX_QUESTION_CHARS, MAX_THINK_CHARS, QUESTION_KINDS, SHAPES, generateProblems, goldResponse, problemKey, renderScene, type SyntheticProblem,
-} from '../../lib/data/synthetic';
+} from '../../lib/task';
 import { expectSophiaError, expectedAnswer, objectsFromPixels, sortObjects } from './helpers';
 
 const SEED = 7;

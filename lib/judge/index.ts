@@ -1,1 +1,0 @@
-export { judgeThinking, JUDGE_PENALTIES, type JudgeResult, type JudgeBreakdown, type JudgeCriterion } from './thinking';
