@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
+import { registerEval } from './eval';
 import { registerRmServe } from './rm-serve';
 import { registerRmTrain } from './rm-train';
 import { registerScore } from './score';
@@ -33,6 +34,7 @@ registerRmServe(program);
 registerRmTrain(program);
 registerSft(program);
 registerTrain(program);
+registerEval(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof SophiaError) {

@@ -1,7 +1,7 @@
 export { createRng, hashString, type Rng } from '../random';
 export {
-  COLORS, SHAPES, PALETTE, BACKGROUNDS, sampleScene, renderScene, covers,
-  type Color, type Shape, type Background, type SceneObject, type SceneOptions,
+  COLORS, SHAPES, PALETTE, BACKGROUNDS, sampleScene, renderScene, covers, gridCells, maxGridSize,
+  type Color, type Shape, type Background, type SceneObject, type SceneOptions, type SceneLayout,
 } from './scene';
 export {
   TASK_VOCABULARY, parseKind, kindParts, countKind, formatStep, formatThink, parseStep, parseThink,
@@ -9,7 +9,7 @@ export {
 } from './grammar';
 export {
   QUESTION_KINDS, MAX_QUESTION_CHARS, MAX_THINK_CHARS, generateProblems, goldSteps, goldResponse, answerOfSteps, questionOf,
-  makeProblem, problemKey, checkProblem,
+  makeProblem, problemKey, checkProblem, CENSUS_QUESTION, censusResponse,
   type QuestionKind, type SyntheticTask, type TaskAndScene, type SyntheticProblem, type GenerateOptions as ProblemGenerateOptions, type Split, type Difficulty, type ProblemType,
 } from './problems';
 export {

@@ -7,7 +7,7 @@ import { SophiaError, describe } from '../errors';
 import type { RgbImage } from '../data/images';
 import { countKind, formatThink, isKind, plural, kindParts, type Kind, type Step } from './grammar';
 import { createRng, enumOption, hashString, intOption, pick, shuffled, type Rng } from '../random';
-import { COLORS, SHAPES, checkScene, mayFit, renderScene, sampleScene, type Background, type Color, type SceneObject, type Shape } from './scene';
+import { COLORS, SHAPES, checkScene, gridCells, mayFit, maxGridSize, renderScene, sampleScene, type Background, type Color, type SceneLayout, type SceneObject, type Shape } from './scene';
 
 export type QuestionKind = 'count_color' | 'count_shape' | 'count_both' | 'remove' | 'sum' | 'compare';
 export const QUESTION_KINDS: readonly QuestionKind[] = ['count_color', 'count_shape', 'count_both', 'remove', 'sum', 'compare'];
@@ -67,9 +67,16 @@ export interface GenerateOptions {
   width?: number;
   /** Image height in pixels (default 32). */
   height?: number;
+  /**
+   * 'grid' (default): each shape inside its own cell×cell cell, aligned with the policy's 8×8 patches,
+   * so that what a visual token shows is one shape or none; 'free': anywhere, apart.
+   */
+  layout?: SceneLayout;
+  /** Grid cell side in pixels (layout 'grid'; default 8, the embedded model's patch). */
+  cell?: number;
   /** Smallest shape box in pixels (default 6). */
   minSize?: number;
-  /** Largest shape box in pixels (default 9). */
+  /** Largest shape box in pixels (default 9; with layout 'grid', cell − 1). */
   maxSize?: number;
   /** 'dark' (default), 'white', or 'mixed' (each problem draws one). */
   background?: Background | 'mixed';
@@ -100,12 +107,24 @@ function resolve(fn: string, opts: unknown): Resolved {
   const easy = difficulty === 'easy';
   const width = intOption(fn, 'width', o.width, 32, 8, 1024);
   const height = intOption(fn, 'height', o.height, 32, 8, 1024);
-  const minSize = intOption(fn, 'minSize', o.minSize, 6, 3, Math.min(width, height));
-  const maxSize = intOption(fn, 'maxSize', o.maxSize, Math.max(minSize, Math.min(9, width, height)), minSize, Math.min(width, height));
+  const layout = enumOption<SceneLayout>(fn, 'layout', o.layout, 'grid', ['grid', 'free']);
+  const grid = layout === 'grid';
+  const cell = intOption(fn, 'cell', o.cell, 8, 4, Math.min(width, height));
+  const sizeCap = grid ? maxGridSize(cell) : Math.min(width, height);
+  for (const [name, v] of [['minSize', o.minSize], ['maxSize', o.maxSize]] as const) {
+    if (grid && typeof v === 'number' && v > sizeCap) {
+      throw new SophiaError('E_RANGE', `${fn}: ${name} must be at most ${sizeCap} px: with layout 'grid' each shape keeps inside a cell of ${cell} px; raise cell or use layout 'free', got ${v}`);
+    }
+  }
+  const minSize = intOption(fn, 'minSize', o.minSize, Math.min(6, sizeCap), 3, sizeCap);
+  const maxSize = intOption(fn, 'maxSize', o.maxSize, Math.max(minSize, Math.min(9, sizeCap)), minSize, sizeCap);
   const minObjects = intOption(fn, 'minObjects', o.minObjects, 1, 1, 64);
   const maxObjects = intOption(fn, 'maxObjects', o.maxObjects, Math.max(minObjects, easy ? 3 : 6), 1, 64);
   if (maxObjects < minObjects) throw new SophiaError('E_CONFIG', `${fn}: maxObjects (${maxObjects}) must not be below minObjects (${minObjects})`);
-  if (!mayFit(maxObjects, minSize, width, height)) {
+  if (grid && maxObjects > gridCells(width, height, cell)) {
+    throw new SophiaError('E_CONFIG', `${fn}: maxObjects (${maxObjects}) exceeds the ${gridCells(width, height, cell)} cells of ${cell} px in a ${width}×${height} image; lower maxObjects or cell, or use layout 'free'`);
+  }
+  if (!grid && !mayFit(maxObjects, minSize, width, height)) {
     throw new SophiaError('E_CONFIG', `${fn}: ${maxObjects} shapes of ${minSize}..${maxSize} px do not fit in a ${width}×${height} image; lower maxObjects or minSize, or enlarge the image`);
   }
   const background = enumOption<Background | 'mixed'>(fn, 'background', o.background, 'dark', ['dark', 'white', 'mixed']);
@@ -123,7 +142,7 @@ function resolve(fn: string, opts: unknown): Resolved {
   if (typeof idPrefix !== 'string' || !/^[A-Za-z0-9_.-]{1,32}$/.test(idPrefix)) {
     throw new SophiaError(typeof idPrefix === 'string' ? 'E_CONFIG' : 'E_TYPE', `${fn}: idPrefix must be 1–32 letters, digits, '_', '.' or '-', got ${describe(idPrefix)}`);
   }
-  return { seed: o.seed, count, split, minObjects, maxObjects, kinds, width, height, minSize, maxSize, background, testFraction, idPrefix };
+  return { seed: o.seed, count, split, minObjects, maxObjects, kinds, width, height, layout, cell, minSize, maxSize, background, testFraction, idPrefix };
 }
 
 /** Picks a kind of a category, preferring (with probability 0.8) one the scene holds. */
@@ -219,6 +238,18 @@ export function answerOfSteps(steps: readonly Step[]): string {
   const last = steps[steps.length - 1];
   if (last.type === 'compare') return letterOf(last.rel);
   return String(last.type === 'arith' ? last.c : last.n);
+}
+
+/**
+ * The census: an auxiliary SFT prompt whose every count is read from the picture (the dense visual
+ * signal the task's own questions give only once or twice per response). Not a held-out question kind.
+ */
+export const CENSUS_QUESTION = 'count every colour and shape.';
+
+/** The census response of a scene: the count of each colour, then of each shape; the answer is the total. */
+export function censusResponse(objects: readonly SceneObject[]): string {
+  const steps: Step[] = [...COLORS, ...SHAPES].map((k) => ({ type: 'count', kind: k, n: countKind(objects, k) }));
+  return `<think>${formatThink(steps)}</think><answer>${objects.length}</answer>`;
 }
 
 /** The gold response, `<think>…</think><answer>…</answer>`. */

@@ -1,7 +1,7 @@
 /** Scenes of coloured shapes and their rasterisation (no anti-aliasing: every pixel is a palette colour). */
 import { SophiaError, describe } from '../errors';
 import type { RgbImage } from '../data/images';
-import { randInt, pick, type Rng } from '../random';
+import { randInt, pick, shuffled, type Rng } from '../random';
 
 export const COLORS = ['red', 'green', 'blue', 'yellow'] as const;
 export const SHAPES = ['circle', 'square', 'triangle'] as const;
@@ -30,6 +30,12 @@ export interface SceneObject {
   size: number;
 }
 
+/**
+ * 'grid': every shape sits inside its own cell of a cell×cell grid (the vision tower's patches when
+ * cell = patch), so one visual token never holds parts of two shapes; 'free': anywhere, apart.
+ */
+export type SceneLayout = 'grid' | 'free';
+
 export interface SceneOptions {
   width: number;
   height: number;
@@ -37,6 +43,10 @@ export interface SceneOptions {
   maxObjects: number;
   minSize: number;
   maxSize: number;
+  /** Default 'free'. */
+  layout?: SceneLayout;
+  /** Grid cell side in pixels (layout 'grid'); maxSize must leave a GAP inside it. */
+  cell?: number;
 }
 
 /** Boxes are kept at least this many pixels apart, so shapes of one colour never touch. */
@@ -49,6 +59,31 @@ export function mayFit(n: number, size: number, width: number, height: number): 
   return n * (size + GAP) ** 2 <= (width + GAP) * (height + GAP);
 }
 
+/** Grid cells of a layout-'grid' scene. */
+export const gridCells = (width: number, height: number, cell: number): number => Math.floor(width / cell) * Math.floor(height / cell);
+
+/** The largest shape a grid cell holds with a GAP to the next cell's shapes. */
+export const maxGridSize = (cell: number): number => cell - GAP;
+
+function sampleGridScene(rng: Rng, opts: SceneOptions, cell: number, n: number, fn: string): SceneObject[] {
+  const cols = Math.floor(opts.width / cell);
+  const cells = gridCells(opts.width, opts.height, cell);
+  if (n > cells || opts.maxSize > maxGridSize(cell)) {
+    throw new SophiaError('E_CONFIG', `${fn}: ${n} shapes of ${opts.minSize}..${opts.maxSize} px do not fit a grid of ${cells} cells of ${cell} px (at most ${cells} shapes of at most ${maxGridSize(cell)} px)`);
+  }
+  const chosen = shuffled(rng, Array.from({ length: cells }, (_, i) => i)).slice(0, n);
+  return chosen.map((c) => {
+    const size = randInt(rng, opts.minSize, opts.maxSize);
+    return {
+      shape: pick(rng, SHAPES),
+      color: pick(rng, COLORS),
+      x: (c % cols) * cell + randInt(rng, 0, cell - GAP - size),
+      y: Math.floor(c / cols) * cell + randInt(rng, 0, cell - GAP - size),
+      size,
+    };
+  });
+}
+
 const apart = (a: SceneObject, b: SceneObject): boolean =>
   a.x + a.size + GAP <= b.x || b.x + b.size + GAP <= a.x || a.y + a.size + GAP <= b.y || b.y + b.size + GAP <= a.y;
 
@@ -59,6 +94,7 @@ const apart = (a: SceneObject, b: SceneObject): boolean =>
  */
 export function sampleScene(rng: Rng, opts: SceneOptions, fn = 'sampleScene'): SceneObject[] {
   const n = randInt(rng, opts.minObjects, opts.maxObjects);
+  if ((opts.layout ?? 'free') === 'grid') return sampleGridScene(rng, opts, opts.cell ?? 8, n, fn);
   for (let attempt = 0; attempt < TRIES_PER_SCENE; attempt++) {
     const objects: SceneObject[] = [];
     for (let tries = 0; objects.length < n && tries < TRIES_PER_OBJECT * n; tries++) {

@@ -29,6 +29,7 @@ export const TrainConfigSchema = z
     entropyCoef: num(0, 'entropy bonus (the released config: 1e-3)'),
     lossAgg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm']).default('token-mean').describe('loss aggregation'),
     advantageScale: z.enum(['group', 'batch', 'none']).default('group').describe('advantage normalisation: group std, batch std, or none'),
+    advantageMode: z.enum(['paper', 'centred', 'skip-uniform']).default('centred').describe("how Rt enters the advantages: 'paper' normalises Ro + w·Rt per group; 'centred' normalises Ro and adds w·(Rt − group mean) unscaled; 'skip-uniform' is 'paper' with no Rt in groups whose outcomes are all equal"),
     alpha: num(0.3, 'α: the thinking reward weight'),
     T: z.number().positive().optional().describe('annealing horizon; default: steps (paper) or 500 (reference)'),
     mode: z.enum(['paper', 'reference']).default('paper').describe('the paper or the public code (method.md §2)'),

@@ -42,12 +42,22 @@ export async function writeRunReport(runDir: string): Promise<string> {
       text: 'The mean outcome reward per step is the curve of the paper\'s Figure 5.',
       charts: [
         line('outcome', 'Mean outcome reward per step', 'outcome reward', [{ name: 'outcome', x, y: steps.map((m) => m.outcomeMean) }], { smooth: 5 }),
-        line('thinking', 'Mean thinking reward per step', 'thinking reward', [{ name: 'thinking', x, y: steps.map((m) => m.thinkingMean) }], { smooth: 5 }),
+        line('thinking', 'Mean thinking reward and judge score of the rollouts per step', 'score', [
+          { name: 'thinking reward', x, y: steps.map((m) => m.thinkingMean) },
+          { name: 'judge score', x, y: steps.map((m) => m.judgeMean ?? NaN) },
+        ], { smooth: 5 }),
         { kind: 'quantiles', id: 'gamma', title: 'Trust weight γ of the groups, per step', xLabel: 'step', yLabel: 'γ', x, samples: steps.map((m) => m.gammas ?? []) },
         line('weight', 'Thinking-reward weight: α·exp(−step/T) and γ·α·exp(−step/T) as applied', 'weight', [
           { name: 'α·exp(−step/T)', x, y: steps.map((m) => (config.alpha as number) * m.anneal) },
           { name: 'applied (mean over groups)', x, y: steps.map((m) => m.thinkingWeight) },
         ]),
+        line('uniform', 'Groups whose outcomes are all equal, and their share of |advantage|', 'share', [
+          { name: 'all-same-outcome groups', x, y: steps.map((m) => m.uniformGroups ?? NaN) },
+          { name: 'their share of |advantage|', x, y: steps.map((m) => m.uniformAdvShare ?? NaN) },
+        ], { yRange: [0, 1], smooth: 5 }),
+        line('rt-judge', 'Within-group correlation of the thinking reward with the judge', 'Pearson r', [
+          { name: 'mean over groups', x, y: steps.map((m) => m.thinkingJudgeCorr ?? NaN) },
+        ], { smooth: 5 }),
         {
           kind: 'scatter', id: 'rm-vs-judge', title: 'Thinking reward against the judge\'s score (every rollout)', xLabel: 'judge score', yLabel: 'thinking reward',
           points: sampled.filter((_s, i) => i % stride === 0).map((s) => ({ x: s.judge, y: s.thinking as number, group: s.outcome >= 0.5 ? 'right answer' : 'wrong answer' })), diagonal: true,

@@ -18,7 +18,7 @@ import { promptInput, promptOf, responseText } from '../task';
 import { thinkingInput } from '../rewards/thinking';
 import { writeReport, type Report } from '../report';
 import { optionsError, lrAt, type LrSchedule } from './sft';
-import { agreement, binCounts, mean, scoreBin, SCORE_BINS, type Agreement } from './stats';
+import { agreement, binCounts, mean, scoreBin, SCORE_BINS, type Agreement } from '../stats';
 
 const int = (d: number, desc: string, min = 0) => z.number().int().min(min).default(d).describe(desc);
 

@@ -10,12 +10,15 @@ import { SophiaError, describe } from '../errors';
 import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
 import { shuffled } from '../random';
 import { VisionLanguageModel, saveModel, writeFileAtomic, resolveModelConfig, type ModelConfig, type PackedBatch } from '../model';
-import { evaluatePolicy, promptInput, responseTokens, type EvalResult } from '../task';
+import { CENSUS_QUESTION, censusResponse, evaluatePolicy, evaluateSeeing, evalSummary, mergeEval, promptInput, responseTokens, type EvalResult, type SeeingResult } from '../task';
 import { writeReport, type Report } from '../report';
 
-/** Flawed kinds that keep the answer format, the default SFT mix: the policy should learn the format, not to break it. */
+/**
+ * Flawed kinds that keep the answer format, the default SFT mix: the policy should learn the format,
+ * not to break it, and never "wrong count, right answer" (the failure the thinking reward is for).
+ */
 export const SFT_FLAWED_KINDS: readonly PerturbationKind[] = [
-  'wrong_count_right_answer', 'wrong_count_wrong_answer', 'wrong_arithmetic', 'skipped_step', 'repetition', 'redundant',
+  'wrong_count_wrong_answer', 'wrong_arithmetic', 'skipped_step', 'repetition', 'redundant',
 ];
 
 const int = (d: number, desc: string, min = 0) => z.number().int().min(min).default(d).describe(desc);
@@ -35,6 +38,7 @@ export const SftOptionsSchema = z
     weightDecay: z.number().min(0).finite().default(0.01).describe('AdamW decoupled weight decay'),
     clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
     flawedFraction: z.number().min(0).max(1).default(0.35).describe('share of training responses with flawed reasoning'),
+    census: z.number().min(0).max(1).default(0.5).describe('share of training images that also get a census sequence per epoch (every colour and shape counted: a dense visual signal)'),
     flawedKinds: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).min(1).default([...SFT_FLAWED_KINDS]).describe('perturbations drawn (uniformly) for flawed responses'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty'),
     eval: int(256, 'held-out problems (test split) for the greedy evaluation; 0 = none'),
@@ -82,10 +86,30 @@ export interface SftResult {
   heldOutLoss: { before: number; after: number };
   evalBefore?: EvalResult;
   eval?: EvalResult;
+  /** Whether the policy reads its image (held-out, greedy): accuracy with swapped and blank images, text-only baseline. */
+  seeing?: SeeingSummary;
   history: SftStepRecord[];
   seconds: number;
   out: string;
 }
+
+export interface SeeingSummary {
+  accuracy: number;
+  swappedAccuracy: number;
+  blankAccuracy: number;
+  textOnlyAccuracy: number;
+  seeingGap: number;
+  byKind: SeeingResult['byKind'];
+}
+
+export const seeingSummary = (r: SeeingResult): SeeingSummary => ({
+  accuracy: r.own.accuracy,
+  swappedAccuracy: r.swapped.accuracy,
+  blankAccuracy: r.blank ? r.blank.accuracy : NaN,
+  textOnlyAccuracy: r.textOnly,
+  seeingGap: r.seeingGap,
+  byKind: r.byKind,
+});
 
 /** Zod issues → one SophiaError naming each offending option. */
 export function optionsError(fn: string, input: unknown, issues: z.ZodError['issues']): SophiaError {
@@ -219,6 +243,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     const problems = generateProblems({ seed: c.seed, count: c.problems, split: 'train', difficulty: c.difficulty });
     const evalProblems = c.eval > 0 ? generateProblems({ seed: c.seed, count: c.eval, split: 'test', difficulty: c.difficulty }) : [];
     const prompts = problems.map((p) => promptInput(model, p).tokens as Int32Array);
+    const censusPrompt = model.tokenizer.encode(`<image>${CENSUS_QUESTION}`);
     const heldOut: ForcedSequence[] = evalProblems
       .map((p) => ({ prompt: promptInput(model, p).tokens as Int32Array, response: responseTokens(model, goldResponse(p)), image: p.image }))
       .filter((s) => fits(model, s));
@@ -232,6 +257,10 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
         const s = { prompt: prompts[i], response: responseTokens(model, sftResponse(p, rng, c)), image: p.image };
         if (fits(model, s)) out.push(s);
         else if (e === 0) skipped++;
+        if (c.census > 0 && rng() < c.census) {
+          const census = { prompt: censusPrompt, response: responseTokens(model, censusResponse(p.scene)), image: p.image };
+          if (fits(model, census)) out.push(census);
+        }
       });
       return shuffled(rng, out);
     };
@@ -282,7 +311,15 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     }
 
     const lossAfter = await forcedLoss(model, heldOut, c.batch);
-    const evalAfter = await evaluate('eval');
+    let evalAfter: EvalResult | undefined;
+    let seeing: SeeingSummary | undefined;
+    if (evalProblems.length >= 2) {
+      const r = await evaluateSeeing(model, evalProblems, { trainProblems: problems, maxNew: c.maxNew, chunk: 64, onProgress: (done, of) => onProgress?.({ phase: 'eval', done, total: of }) });
+      evalAfter = r.own;
+      seeing = seeingSummary(r);
+    } else {
+      evalAfter = await evaluate('eval');
+    }
     const tail = history.slice(-Math.max(1, Math.ceil(history.length / 10)));
     const result: SftResult = {
       config: c,
@@ -295,6 +332,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
       heldOutLoss: { before: lossBefore, after: lossAfter },
       evalBefore,
       eval: evalAfter,
+      seeing,
       history,
       seconds: (performance.now() - started) / 1000,
       out: c.out,
@@ -302,7 +340,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     await saveModel(model, c.out, {
       extra: {
         made: 'sophia sft',
-        sft: { seed: c.seed, problems: c.problems, steps: total, flawedFraction: c.flawedFraction, difficulty: c.difficulty, eval: summaryOfEval(evalAfter), heldOutLoss: result.heldOutLoss },
+        sft: { seed: c.seed, problems: c.problems, steps: total, flawedFraction: c.flawedFraction, difficulty: c.difficulty, eval: evalAfter ? evalSummary(evalAfter) : null, seeing: seeing ?? null, heldOutLoss: result.heldOutLoss },
       },
     });
     await writeFileAtomic(path.join(c.out, 'sft.json'), JSON.stringify(result, null, 2) + '\n');
@@ -311,28 +349,6 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
   } finally {
     model.dispose();
   }
-}
-
-function summaryOfEval(e: EvalResult | undefined): Record<string, number> | null {
-  if (!e) return null;
-  return { n: e.n, formatRate: e.formatRate, accuracy: e.accuracy, judgeScore: e.judgeScore, wrongThinkingRightAnswer: e.wrongThinkingRightAnswer };
-}
-
-/** Combines two evaluations of disjoint problem sets. */
-function mergeEval(a: EvalResult, b: EvalResult): EvalResult {
-  const n = a.n + b.n;
-  const w = (x: number, y: number): number => (x * a.n + y * b.n) / n;
-  const right = a.accuracy * a.n + b.accuracy * b.n;
-  const wtra = a.wrongThinkingRightAnswer * a.n + b.wrongThinkingRightAnswer * b.n;
-  return {
-    n,
-    formatRate: w(a.formatRate, b.formatRate),
-    accuracy: w(a.accuracy, b.accuracy),
-    judgeScore: w(a.judgeScore, b.judgeScore),
-    wrongThinkingRightAnswer: wtra / n,
-    wrongThinkingGivenRight: right > 0 ? wtra / right : 0,
-    examples: [...a.examples, ...b.examples].slice(0, 8),
-  };
 }
 
 /** The closing table of `sophia sft`. */
@@ -349,6 +365,11 @@ export function formatSftSummary(r: SftResult): string {
   ];
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const lines = rows.map(([k, x, y]) => `  ${k.padEnd(w0)}  ${x.padStart(7)}  ${y.padStart(7)}`);
+  const sg = r.seeing;
+  if (sg) {
+    lines.push(`  seeing (held-out accuracy): own image ${f3(sg.accuracy)}, swapped ${f3(sg.swappedAccuracy)}, blank ${f3(sg.blankAccuracy)}, text-only baseline ${f3(sg.textOnlyAccuracy)}; gap ${f3(sg.seeingGap)}`);
+    lines.push(`  per kind (own / swapped): ${Object.entries(sg.byKind).map(([k, v]) => `${k} ${f3(v.own)}/${f3(v.swapped)}`).join(', ')}`);
+  }
   lines.push(`  ${r.steps} steps, ${r.sequences} sequences (${r.skipped} skipped: too long), final train loss ${f3(r.finalTrainLoss)}, ${r.params.toLocaleString('en-US')} parameters, ${r.seconds.toFixed(1)} s`);
   if (a && a.examples.length) lines.push(`  e.g. ${JSON.stringify(a.examples[0].question)} → ${JSON.stringify(a.examples[0].response)}`);
   return lines.join('\n');

@@ -11,13 +11,12 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SophiaError, describe } from '../errors';
 import { encodePng } from '../data/images';
-import { generateProblems, type SyntheticProblem } from '../task';
+import { EVAL_SEED, generateProblems, type SyntheticProblem } from '../task';
 import { judgeThinking } from '../task';
 import { VisionLanguageModel } from '../model/model';
 import { RewardModel, rewardModelFromPolicy } from '../model/reward';
 import { loadPolicy, loadRewardModel, saveModel, writeFileAtomic } from '../model/checkpoint';
 import { packageRoot } from '../native';
-import { groupAdvantages } from '../ops/advantages';
 import { grpoLoss } from '../ops/grpoLoss';
 import { logprobs as logprobsOp } from '../ops/logprobs';
 import { thinkingNeeded, trustRewards } from '../ops/trust';
@@ -25,10 +24,10 @@ import { outcomeReward } from '../rewards/outcome';
 import { OpenAIThinkingReward, thinkingInput, type ThinkingReward } from '../rewards/thinking';
 import { Tensor } from '../tensor';
 import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../task';
+import { composeAdvantages, uniformShares, withinGroupCorrelation } from './advantage';
 import { learningRate, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
 
-/** The held-out problems are the same for every run and seed, so runs compare. */
-export const EVAL_SEED = 1000;
+export { EVAL_SEED };
 
 export interface EvalMetrics {
   accuracy: number;
@@ -55,6 +54,14 @@ export interface StepMetrics {
   rewardMean: number;
   advMean: number;
   advStd: number;
+  /** Share of groups whose G outcomes are all equal. */
+  uniformGroups: number;
+  /** Those groups' share of the total |advantage|. */
+  uniformAdvShare: number;
+  /** Mean within-group Pearson correlation of Rt with the judge's score (NaN when no group has both varying). */
+  thinkingJudgeCorr: number;
+  /** Mean judge score of the step's rollouts. */
+  judgeMean: number;
   pgLoss: number;
   kl: number;
   entropy: number;
@@ -385,26 +392,23 @@ export class TrustGrpoTrainer {
     // 3. Trust weights and annealing → rewards; group advantages.
     const T = c.T ?? (c.mode === 'paper' ? c.steps : 500);
     const anneal = c.anneal ? Math.exp(-s / T) : 1;
-    let rewards: Float32Array;
     let gamma: Float32Array;
     let weight: Float32Array;
     if (!this.reward) {
-      rewards = Float32Array.from(outcome);
       gamma = new Float32Array(probs.length).fill(1);
       weight = new Float32Array(probs.length);
     } else if (c.trust) {
       const tr = trustRewards({ outcome, thinking, groupSize: G }, { mode: c.mode, alpha: c.alpha, step: s, T: c.anneal ? T : 1e30 });
-      rewards = tr.rewards;
       gamma = tr.gamma;
       weight = tr.thinkingWeight;
     } else {
       // No trust: γ = 1 for every group.
-      const w = c.alpha * anneal;
-      rewards = outcome.map((o, i) => o + (Number.isNaN(thinking[i]) ? 0 : w * thinking[i]));
       gamma = new Float32Array(probs.length).fill(1);
-      weight = new Float32Array(probs.length).fill(w);
+      weight = new Float32Array(probs.length).fill(c.alpha * anneal);
     }
-    const advantages = groupAdvantages({ rewards, groupSize: G }, { scale: c.advantageScale, eps: 1e-6 });
+    const composed = composeAdvantages({ outcome, thinking, weight, groupSize: G }, c.advantageMode, { scale: c.advantageScale, eps: 1e-6 });
+    const { rewards, advantages } = composed;
+    const shares = uniformShares(composed, G);
     lap('rewards');
 
     // 4. PPO: old log-probs from the policy before this step's updates, reference log-probs from
@@ -473,11 +477,12 @@ export class TrustGrpoTrainer {
     }
 
     // 5. Records.
+    const judges = samples.map((x, i) => judgeThinking(probs[x.prompt], responses[i]).score);
     const records: SampleRecord[] = samples.map((x, i) => {
       const p = probs[x.prompt];
       return {
         step: s, id: p.id, question: p.question, response: responses[i], tokens: x.tokens.length, outcome: outcome[i],
-        thinking: Number.isNaN(thinking[i]) ? null : thinking[i], judge: judgeThinking(p, responses[i]).score,
+        thinking: Number.isNaN(thinking[i]) ? null : thinking[i], judge: judges[i],
         gamma: gamma[x.prompt], weight: weight[x.prompt], reward: rewards[i], advantage: advantages[i],
       };
     });
@@ -499,6 +504,10 @@ export class TrustGrpoTrainer {
       rewardMean: mean(rewards),
       advMean: mean(advantages),
       advStd: std(advantages),
+      uniformGroups: shares.groups,
+      uniformAdvShare: shares.absAdvantage,
+      thinkingJudgeCorr: withinGroupCorrelation(thinking, judges, G),
+      judgeMean: mean(judges),
       pgLoss: pg / k,
       kl: kl / k,
       entropy: ent / k,

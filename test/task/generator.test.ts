@@ -116,7 +116,7 @@ describe('knobs', () => {
   });
 
   test('explicit options: image size, object range, kinds, background', () => {
-    const ps = generateProblems({ seed: 4, count: 50, width: 48, height: 40, minObjects: 4, maxObjects: 5, kinds: ['sum', 'compare'], background: 'white', minSize: 7, maxSize: 11 });
+    const ps = generateProblems({ seed: 4, count: 50, width: 48, height: 40, minObjects: 4, maxObjects: 5, kinds: ['sum', 'compare'], background: 'white', layout: 'free', minSize: 7, maxSize: 11 });
     for (const p of ps) {
       expect(p.image).toMatchObject({ width: 48, height: 40 });
       expect(p.scene.length).toBeGreaterThanOrEqual(4);
@@ -128,6 +128,26 @@ describe('knobs', () => {
     }
     const mixed = generateProblems({ seed: 4, count: 60, background: 'mixed' });
     expect(new Set(mixed.map((p) => p.background))).toEqual(new Set(['dark', 'white']));
+  });
+
+  test("layout 'grid' (default): one shape per 8×8 patch, inside it with a pixel to spare", () => {
+    const ps = generateProblems({ seed: 5, count: 300 });
+    const cellsUsed = new Set<number>();
+    for (const p of ps) {
+      const cells = p.scene.map((o) => Math.floor(o.y / 8) * 4 + Math.floor(o.x / 8));
+      expect(new Set(cells).size).toBe(p.scene.length);
+      for (const o of p.scene) {
+        expect(o.size).toBeGreaterThanOrEqual(6);
+        expect(o.size).toBeLessThanOrEqual(7);
+        expect((o.x % 8) + o.size).toBeLessThanOrEqual(7);
+        expect((o.y % 8) + o.size).toBeLessThanOrEqual(7);
+      }
+      cells.forEach((c) => cellsUsed.add(c));
+      expect(sortObjects(objectsFromPixels(p.image))).toEqual(sortObjects(p.scene));
+    }
+    expect(cellsUsed.size).toBe(16);
+    const big = generateProblems({ seed: 5, count: 20, width: 48, height: 48, cell: 12, minObjects: 9, maxObjects: 9, minSize: 9, maxSize: 11 });
+    for (const p of big) expect(new Set(p.scene.map((o) => Math.floor(o.y / 12) * 4 + Math.floor(o.x / 12))).size).toBe(9);
   });
 });
 
@@ -148,8 +168,12 @@ describe('bad options', () => {
     [{ seed: 1, count: 1, maxSize: 40 }, 'E_RANGE', /maxSize/],
     [{ seed: 1, count: 1, testFraction: 1 }, 'E_RANGE', /testFraction must be a number in \(0, 1\), got 1/],
     [{ seed: 1, count: 1, idPrefix: 'a/b' }, 'E_CONFIG', /idPrefix/],
-    [{ seed: 1, count: 1, minObjects: 30, maxObjects: 30 }, 'E_CONFIG', /do not fit in a 32×32 image/],
-    [{ seed: 1, count: 1, minObjects: 12, maxObjects: 12, minSize: 8 }, 'E_CONFIG', /12 shapes of 8..9 px do not fit/],
+    [{ seed: 1, count: 1, layout: 'free', minObjects: 30, maxObjects: 30 }, 'E_CONFIG', /do not fit in a 32×32 image/],
+    [{ seed: 1, count: 1, layout: 'free', minObjects: 12, maxObjects: 12, minSize: 8 }, 'E_CONFIG', /12 shapes of 8..9 px do not fit/],
+    [{ seed: 1, count: 1, minObjects: 17, maxObjects: 17 }, 'E_CONFIG', /maxObjects \(17\) exceeds the 16 cells of 8 px in a 32×32 image/],
+    [{ seed: 1, count: 1, maxSize: 8 }, 'E_RANGE', /maxSize must be .*at most 7 .*cell of 8 px.*got 8/],
+    [{ seed: 1, count: 1, layout: 'hex' }, 'E_CONFIG', /layout must be one of "grid", "free", got "hex"/],
+    [{ seed: 1, count: 1, cell: 2 }, 'E_RANGE', /cell must be an integer in \[4, 32\], got 2/],
     [null, 'E_TYPE', /options must be an object/],
   ])('%j → %s', (opts, code, pattern) => {
     expectSophiaError(() => generateProblems(opts as never), code, /generateProblems/, pattern);

@@ -10,7 +10,7 @@ import { TINY_MODEL_CONFIG, loadRewardModel } from '../../lib/model';
 import { createRng } from '../../lib/task';
 import { balanceBins, resolveRmOptions, runRmTrain, type RmProgress } from '../../lib/train/rm';
 import { runSft } from '../../lib/train/sft';
-import { binCounts } from '../../lib/train/stats';
+import { binCounts } from '../../lib/stats';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-rm-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -10,7 +10,7 @@ import { TINY_MODEL_CONFIG, VisionLanguageModel, loadPolicy } from '../../lib/mo
 import { generateProblems, goldResponse } from '../../lib/task';
 import { evaluatePolicy, promptInput, responseTokens } from '../../lib/task';
 import { crossEntropy, forcedBatch, lrAt, resolveSftOptions, runSft, type SftProgress } from '../../lib/train/sft';
-import { agreement, binConfusion, binCounts, meanAbsError, pearson, ranks, scoreBin, spearman } from '../../lib/train/stats';
+import { agreement, binConfusion, binCounts, meanAbsError, pearson, ranks, scoreBin, spearman } from '../../lib/stats';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-sft-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -121,14 +121,14 @@ test('the run report is one self-contained file with every chart', async () => {
   const { writeRunReport } = await import('../../lib/train/report');
   const file = await writeRunReport(path.join(root, 'runs', 'whole'));
   const html = fs.readFileSync(file, 'utf8');
-  for (const id of ['outcome', 'thinking', 'gamma', 'weight', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'])
+  for (const id of ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rt-judge', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'])
     expect(html).toMatch(new RegExp(`<svg[^>]*id="${id}"`));
   expect(html).not.toMatch(/<script[^>]*src=|https?:\/\/(?!www\.w3\.org)/);
   expect(html).not.toMatch(/NaN|undefined/);
   expect(html).toContain('held-out accuracy');
 });
 
-const RUN_CHARTS = ['outcome', 'thinking', 'gamma', 'weight', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
+const RUN_CHARTS = ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rt-judge', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
 const ABLATION_CHARTS = ['abl-outcome', 'abl-thinking', 'abl-gamma', 'abl-final', 'abl-eval-accuracy', 'abl-eval-judge', 'abl-eval-wtra'];
 
 async function ablationReport(): Promise<string> {

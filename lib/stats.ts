@@ -2,7 +2,7 @@
  * Agreement metrics between a learned score and a reference (the judge): mean absolute error,
  * Pearson and Spearman correlation, and the confusion of 0.1-wide score bins.
  */
-import { SophiaError, describe } from '../errors';
+import { SophiaError, describe } from './errors';
 
 /** Bins of the judge's grid {0, 0.1, …, 1}. */
 export const SCORE_BINS = 11;
@@ -124,4 +124,52 @@ export function agreement(truth: ArrayLike<number>, predicted: ArrayLike<number>
     withinOneBin: n ? near / n : NaN,
     confusion,
   };
+}
+
+export interface Interval {
+  /** The statistic on the data as given. */
+  estimate: number;
+  lo: number;
+  hi: number;
+  /** Confidence level, e.g. 0.95. */
+  level: number;
+  resamples: number;
+}
+
+/** A small seeded generator (mulberry32) so intervals are reproducible. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Percentile bootstrap interval of mean(a − b) over paired observations (the same problems scored
+ * under two conditions, e.g. two policies): resamples the pairs, so the shared difficulty of each
+ * problem cancels. Seeded: the same inputs give the same interval.
+ */
+export function pairedBootstrap(a: ArrayLike<number>, b: ArrayLike<number>, opts: { level?: number; resamples?: number; seed?: number } = {}): Interval {
+  const n = pair('pairedBootstrap', a, b);
+  if (n === 0) throw new SophiaError('E_RANGE', 'pairedBootstrap: needs at least one pair, got 0');
+  const level = opts.level ?? 0.95;
+  const resamples = opts.resamples ?? 2000;
+  if (!(level > 0 && level < 1)) throw new SophiaError('E_RANGE', `pairedBootstrap: level must be in (0, 1), got ${describe(level)}`);
+  if (!Number.isInteger(resamples) || resamples < 10) throw new SophiaError('E_RANGE', `pairedBootstrap: resamples must be an integer >= 10, got ${describe(resamples)}`);
+  const d = new Float64Array(n);
+  for (let i = 0; i < n; i++) d[i] = a[i] - b[i];
+  const rng = mulberry32(opts.seed ?? 0x5eed);
+  const means = new Float64Array(resamples);
+  for (let r = 0; r < resamples; r++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += d[Math.floor(rng() * n)];
+    means[r] = s / n;
+  }
+  means.sort();
+  const q = (p: number): number => means[Math.min(resamples - 1, Math.max(0, Math.round(p * (resamples - 1))))];
+  return { estimate: mean(d), lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2), level, resamples };
 }
