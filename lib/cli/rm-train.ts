@@ -2,8 +2,7 @@
  * `sophia rm train`: the embedded thinking reward model (lib/train/rm.ts) with a progress bar,
  * the resolved config printed first and the held-out agreement table at the end.
  */
-import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { formatRmSummary, resolveRmOptions, runRmTrain, type RmOptions } from '../train/rm';
 import { DEFAULT_SFT_OUT, createProgressReporter, defined, difficultyArg, intArg, positiveArg, readJsonOptions } from './sft';
 
@@ -15,6 +14,12 @@ export const TINY_RM: Partial<RmOptions> = { difficulty: 'easy', problems: 150, 
 function initArg(value: string): 'policy' | 'random' {
   if (value !== 'policy' && value !== 'random') throw new InvalidArgumentError(`expected "policy" or "random", got ${JSON.stringify(value)}`);
   return value;
+}
+
+function nonNegativeArg(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a number >= 0, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 export function registerRmTrain(program: Command): void {
@@ -35,6 +40,8 @@ export function registerRmTrain(program: Command): void {
     .option('--init <how>', `'policy' (the policy's weights, a fresh score head) or 'random' (default ${d.init})`, initArg)
     .option('--difficulty <d>', `synthetic task: easy or normal (default ${d.difficulty})`, difficultyArg)
     .option('--eval <n>', `held-out problems (default ${d.eval})`, intArg(1))
+    .option('--rollouts <paths...>', 'RL run folders or samples.jsonl files whose rollouts join the training set (one problem in five kept out for the late-RL check)')
+    .option('--rank-weight <x>', `weight of the within-problem ranking loss (default ${d.rankWeight}; 0 = off)`, nonNegativeArg)
     .option('--config <file>', 'JSON file of runRmTrain options (model, warmup, weightDecay, evalEvery, …); flags override it')
     .option('--tiny', 'a quick run for a tiny policy on the easy task (seconds)')
     .action(async (o: Record<string, unknown>) => {
@@ -42,6 +49,7 @@ export function registerRmTrain(program: Command): void {
       const flags = defined({
         policy: o.policy, out: o.out, seed: o.seed, problems: o.problems, samples: o.samples, flawed: o.flawed, steps: o.steps,
         batch: o.batch, lr: o.lr, binCap: o.binCap, init: o.init, difficulty: o.difficulty, eval: o.eval,
+        rollouts: o.rollouts, rankWeight: o.rankWeight,
       });
       const merged = { ...(o.tiny ? TINY_RM : {}), ...file, ...flags };
       const config = resolveRmOptions(merged);

@@ -109,8 +109,14 @@ export class RewardModel extends VisionLanguageModel implements ThinkingReward {
     return out;
   }
 
-  /** One optimizer step of binary cross-entropy against soft targets (the gradient w.r.t. the score logit is p − y). */
-  async trainStep(examples: readonly RewardExample[], opts: StepOptions): Promise<RewardTrainResult> {
+  /**
+   * One optimizer step of binary cross-entropy against soft targets (the gradient w.r.t. the score
+   * logit is p − y), plus, with `rank`, a pairwise logistic ranking loss between items of the same
+   * group (e.g. responses to one problem) whose targets differ by at least `rank.margin` (default
+   * 0.05): rank.weight · mean softplus(−(z_better − z_worse)). GRPO only uses score differences
+   * inside a group, which is what the ranking term teaches.
+   */
+  async trainStep(examples: readonly RewardExample[], opts: StepOptions & { rank?: RankOptions }): Promise<RewardTrainResult> {
     if (!Array.isArray(examples) || examples.length === 0) throw new SophiaError('E_SHAPE', `trainStep: examples must be a non-empty array, got ${describe(examples)}`);
     examples.forEach((e, i) => {
       if (typeof e?.target !== 'number' || !(e.target >= 0 && e.target <= 1))
@@ -121,21 +127,60 @@ export class RewardModel extends VisionLanguageModel implements ThinkingReward {
     const p = new Float32Array(B);
     const z = new Float32Array(B);
     await this.m.forward({ ...batch, out: p, scoreLogits: z, async: true });
-    const d = new Float32Array(B);
-    let loss = 0;
+    const { loss, grad: d } = scoreLoss(z, examples.map((e) => e.target), opts.rank);
     let mae = 0;
-    for (let i = 0; i < B; i++) {
-      const y = examples[i].target;
-      // BCE from the logit, stable for large |z|: softplus(z) − y·z
-      loss += Math.max(z[i], 0) + Math.log1p(Math.exp(-Math.abs(z[i]))) - y * z[i];
-      mae += Math.abs(p[i] - y);
-      d[i] = (p[i] - y) / B;
-    }
+    for (let i = 0; i < B; i++) mae += Math.abs(p[i] - examples[i].target);
     this.zeroGrad();
     await this.m.backward({ dout: d, async: true });
-    const step = await this.step(opts);
-    return { loss: loss / B, mae: mae / B, step };
+    const { rank: _rank, ...stepOpts } = opts;
+    const step = await this.step(stepOpts);
+    return { loss, mae: mae / B, step };
   }
+}
+
+export interface RankOptions {
+  /** A group id per item: pairs are formed inside a group only. */
+  groups: ArrayLike<number>;
+  /** Weight of the ranking term (>= 0). */
+  weight: number;
+  /** Targets must differ by at least this much to form a pair. Default 0.05. */
+  margin?: number;
+}
+
+/**
+ * The reward model's training loss on score logits z [B] and targets y [B] in [0, 1], and its
+ * gradient d loss / d z: mean binary cross-entropy against the soft targets, plus with `rank`
+ * weight · mean over ordered pairs (i better than j, same group) of softplus(−(z_i − z_j)).
+ */
+export function scoreLoss(z: ArrayLike<number>, y: ArrayLike<number>, rank?: RankOptions): { loss: number; grad: Float32Array } {
+  const B = z.length;
+  const grad = new Float32Array(B);
+  let loss = 0;
+  for (let i = 0; i < B; i++) {
+    const p = 1 / (1 + Math.exp(-z[i]));
+    loss += Math.max(z[i], 0) + Math.log1p(Math.exp(-Math.abs(z[i]))) - y[i] * z[i];
+    grad[i] = (p - y[i]) / B;
+  }
+  loss /= B;
+  if (rank === undefined) return { loss, grad };
+  if (rank === null || typeof rank !== 'object' || rank.groups?.length !== B || !(Number.isFinite(rank.weight) && rank.weight >= 0))
+    throw new SophiaError('E_CONFIG', `trainStep: rank must be { groups: one group id per example (${B}), weight >= 0, margin? }, got ${describe(rank)}`);
+  const margin = rank.margin ?? 0.05;
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < B; i++)
+    for (let j = 0; j < B; j++)
+      if (rank.groups[i] === rank.groups[j] && y[i] >= y[j] + margin) pairs.push([i, j]);
+  if (pairs.length === 0 || rank.weight === 0) return { loss, grad };
+  const w = rank.weight / pairs.length;
+  let rl = 0;
+  for (const [i, j] of pairs) {
+    const m = z[i] - z[j];
+    rl += Math.max(-m, 0) + Math.log1p(Math.exp(-Math.abs(m)));
+    const g = w / (1 + Math.exp(m)); // weight · σ(−m) / pairs
+    grad[i] -= g;
+    grad[j] += g;
+  }
+  return { loss: loss + w * rl, grad };
 }
 
 /**

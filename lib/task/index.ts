@@ -16,6 +16,6 @@ export {
   SYNTHETIC_DATA_SOURCE, writeSyntheticDataset, readSyntheticProblems, problemsById, problemFromRow, toSyntheticRow,
   type SyntheticRow, type WriteSyntheticOptions, type WrittenSyntheticDataset,
 } from './io';
-export { PERTURBATION_KINDS, perturb, flawedResponses, type PerturbationKind, type FlawedResponse } from './perturb';
+export { PERTURBATION_KINDS, perturb, flawedResponses, degenerateResponses, type PerturbationKind, type FlawedResponse } from './perturb';
 export { judgeThinking, JUDGE_PENALTIES, type JudgeResult, type JudgeBreakdown, type JudgeCriterion } from './judge';
 export * from './eval';

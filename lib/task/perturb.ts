@@ -20,12 +20,47 @@ export type PerturbationKind =
   | 'redundant' // correct counts of kinds nobody asked about
   | 'bad_format' // no answer, or text outside the tags
   | 'truncated' // the think cut off part-way
-  | 'garbage'; // no usable reasoning at all
+  | 'garbage' // no usable reasoning at all
+  | 'degenerate' // the short, right-answer templates RL drifts into against a weak reward model ('1.', 'all 1. 1=1=1.', an empty think)
+  | 'other_scene'; // fluent, consistent gold-style reasoning about another scene (wrong for this image)
 
 export const PERTURBATION_KINDS: readonly PerturbationKind[] = [
   'gold', 'wrong_count_right_answer', 'wrong_count_wrong_answer', 'wrong_arithmetic', 'skipped_step', 'reordered',
-  'repetition', 'off_task', 'redundant', 'bad_format', 'truncated', 'garbage',
+  'repetition', 'off_task', 'redundant', 'bad_format', 'truncated', 'garbage', 'degenerate', 'other_scene',
 ];
+
+/**
+ * The degenerate reasoning an RL run found against a weak thinking reward model, each with the gold
+ * answer (so the outcome reward cannot tell them from good reasoning): an empty think, a bare
+ * number, `all 1. 1=1=1.`, the answer restated, a step said three times, a stuttered count.
+ */
+export function degenerateResponses(problem: TaskAndScene): string[] {
+  checkProblem('degenerateResponses', problem);
+  const gold = goldSteps(problem.task, problem.scene);
+  const answer = answerOfSteps(gold);
+  const first = gold[0] as Extract<Step, { type: 'count' }>;
+  const step = formatStep(first);
+  return [
+    respond('', answer),
+    respond('1.', answer),
+    respond('all 1. 1=1=1.', answer),
+    respond(`${answer}.`, answer),
+    respond(`${step}. ${step}. ${step}.`, answer),
+    respond(`${first.kind} ${first.kind} ${first.kind}.`, answer),
+  ];
+}
+
+/** Another scene for the same task: as many shapes ± 2 (1..6), colours and shapes redrawn; its gold steps differ from the true ones. */
+function otherSceneSteps(rng: Rng, problem: TaskAndScene, gold: Step[]): Step[] {
+  const goldThink = formatThink(gold);
+  for (let tries = 0; tries < 50; tries++) {
+    const n = Math.max(1, Math.min(6, problem.scene.length + randInt(rng, -2, 2)));
+    const scene = Array.from({ length: n }, (_, i) => ({ shape: pick(rng, SHAPES), color: pick(rng, COLORS), x: i * 8, y: 0, size: 6 }));
+    const steps = goldSteps(problem.task, scene);
+    if (formatThink(steps) !== goldThink) return steps;
+  }
+  return recompute(miscounted(rng, gold, gold.filter((x) => x.type === 'count').length));
+}
 
 const OFF_TASK_WORDS = [
   'hmm', 'wait', 'let', 'me', 'think', 'i', 'see', 'ok', 'so', 'the', 'answer', 'is', 'nice', 'picture', 'maybe',
@@ -169,6 +204,12 @@ export function perturb(problem: TaskAndScene, kind: PerturbationKind, seed: num
       const cut = randInt(rng, 1, Math.max(1, goldThink.length - 2));
       const prefix = goldThink.slice(0, cut);
       return rng() < 0.3 ? `<think>${prefix}` : respond(prefix, answer);
+    }
+    case 'degenerate':
+      return pick(rng, degenerateResponses(problem));
+    case 'other_scene': {
+      const steps = otherSceneSteps(rng, problem, gold);
+      return respond(formatThink(steps), answerOfSteps(steps));
     }
     case 'garbage': {
       const v = randInt(rng, 0, 2);

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
-import { createRng, flawedResponses, generateProblems, goldResponse, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
+import { createRng, degenerateResponses, flawedResponses, generateProblems, goldResponse, hashString, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
 import { shuffled } from '../random';
 import { judgeThinking } from '../task';
 import { RewardModel, loadPolicy, rewardModelFromPolicy, saveModel, writeFileAtomic, type ModelConfig, type RewardExample, type VisionLanguageModel } from '../model';
@@ -22,6 +22,9 @@ import { agreement, binCounts, mean, scoreBin, SCORE_BINS, type Agreement } from
 
 const int = (d: number, desc: string, min = 0) => z.number().int().min(min).default(d).describe(desc);
 
+/** Added to every problem by default: a miscount that keeps the right answer, another scene's fluent reasoning, the degenerate templates RL finds. */
+export const RM_HARD_KINDS: readonly PerturbationKind[] = ['wrong_count_right_answer', 'other_scene', 'degenerate'];
+
 export const RmOptionsSchema = z
   .object({
     policy: z.string().min(1).describe('warm-started policy checkpoint folder (sophia sft) that the responses are sampled from'),
@@ -30,7 +33,11 @@ export const RmOptionsSchema = z
     problems: int(800, 'training problems (train split)', 1),
     samples: int(4, 'policy responses sampled per problem'),
     temperature: z.number().positive().finite().default(1).describe('sampling temperature of the policy responses'),
-    flawed: int(3, 'deliberately flawed responses per problem (distinct perturbation kinds, drawn at random)'),
+    flawed: int(3, 'deliberately flawed responses per problem (distinct perturbation kinds, drawn at random from those not in hard)'),
+    hard: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).default([...RM_HARD_KINDS]).describe('perturbation kinds added to every problem: the negatives a policy learns to exploit'),
+    rollouts: z.array(z.string().min(1)).default([]).describe('RL run folders or samples.jsonl files whose rollouts join the training set (problems hashed to the held-out fifth are kept out, for the late-RL check)'),
+    rankWeight: z.number().min(0).finite().default(1).describe('weight of the within-problem pairwise ranking loss (0 = cross-entropy only)'),
+    problemsPerBatch: int(4, 'problems per optimizer step (the ranking loss pairs responses to one problem)', 1),
     gold: z.boolean().default(true).describe('add the gold response of every problem'),
     balance: z.boolean().default(true).describe('cap every score bin of the training set at binCap (the paper balanced its bins)'),
     binCap: z.number().int().min(1).optional().describe('most training items per 0.1 score bin (default: the median size of the non-empty bins)'),
@@ -64,12 +71,12 @@ export interface RmProgress {
 
 export type RmOptions = z.input<typeof RmOptionsSchema> & { onProgress?: (p: RmProgress) => void };
 
-/** Where a response came from: 'policy', 'gold', or the perturbation kind. */
-export type RmSource = 'policy' | PerturbationKind;
+/** Where a response came from: 'policy' (SFT samples), 'rollout' (an RL run's), 'gold', or the perturbation kind. */
+export type RmSource = 'policy' | 'rollout' | PerturbationKind;
 
 /** One annotated response. */
 export interface RmItem {
-  problem: number;
+  problem: SyntheticProblem;
   source: RmSource;
   response: string;
   /** What the reward model reads: thinkingInput(response, 'paper'). */
@@ -127,6 +134,10 @@ export interface RmResult {
   trained: { all: RmEvaluation; balanced: RmEvaluation };
   /** MAE of always predicting the mean training target (a model that ignores its input). */
   constantBaseline: { value: number; all: number; balanced: number };
+  /** Held-out probes of what GRPO needs from the scores (issue: a faithful thinking reward). */
+  faithfulness: Faithfulness;
+  /** RL rollouts read (--rollouts), skipped (unmatched), and kept out for the late-RL check. */
+  rollouts: { read: number; skipped: number; heldOut: number };
   /** Held-out MAE and Pearson during training (all items). */
   curve: { step: number; mae: number; pearson: number }[];
   history: RmStepRecord[];
@@ -144,14 +155,15 @@ export function resolveRmOptions(input: unknown): RmConfig {
   const c = r.data;
   if (c.init === 'policy' && c.model !== undefined) throw new SophiaError('E_CONFIG', "rm train: model is for init 'random'; with init 'policy' the reward model takes the policy's architecture");
   if (c.samples + c.flawed + (c.gold ? 1 : 0) === 0) throw new SophiaError('E_CONFIG', 'rm train: samples, flawed and gold are all off: there is nothing to train on');
-  if (c.flawed > PERTURBATION_KINDS.length - 1) throw new SophiaError('E_CONFIG', `rm train: flawed must be at most ${PERTURBATION_KINDS.length - 1} (the distinct perturbation kinds), got ${c.flawed}`);
+  const drawable = PERTURBATION_KINDS.filter((k) => k !== 'gold' && !c.hard.includes(k)).length;
+  if (c.flawed > drawable) throw new SophiaError('E_CONFIG', `rm train: flawed must be at most ${drawable} (the distinct perturbation kinds not in hard), got ${c.flawed}`);
   return c;
 }
 
 /** The architecture of a reward model trained from scratch (init 'random') unless `model` says otherwise: a smaller, faster network than the policy. */
 export const RANDOM_INIT_RM_CONFIG: Readonly<Partial<ModelConfig>> = Object.freeze({ dim: 128, layers: 3, heads: 4, kvHeads: 2, ffn: 384, visionHeads: 4, visionFfn: 384 });
 
-const FLAWED_KINDS = PERTURBATION_KINDS.filter((k) => k !== 'gold');
+
 
 /**
  * Responses to `problems`: `samples` from the policy, `flawed` perturbations and the gold one,
@@ -178,10 +190,11 @@ async function collect(
       const add = (source: RmSource, response: string): void => {
         if (seen.has(response)) return;
         seen.add(response);
-        out.push({ problem: i + j, source, response, reasoning: thinkingInput(response, 'paper'), target: judgeThinking(p, response).score });
+        out.push({ problem: p, source, response, reasoning: thinkingInput(response, 'paper'), target: judgeThinking(p, response).score });
       };
       for (const r of sampled[j]) add('policy', r);
-      const kinds = shuffled(rng, FLAWED_KINDS).slice(0, c.flawed);
+      const kinds = shuffled(rng, PERTURBATION_KINDS.filter((k) => k !== 'gold' && !c.hard.includes(k))).slice(0, c.flawed);
+      for (const k of c.hard) kinds.push(k);
       if (kinds.length) for (const f of flawedResponses(p, rng, { kinds })) add(f.kind, f.response);
       if (c.gold) add('gold', goldResponse(p));
     });
@@ -190,14 +203,178 @@ async function collect(
   return out;
 }
 
-function examplesOf(items: readonly RmItem[], problems: readonly SyntheticProblem[]): RewardExample[] {
-  return items.map((it) => ({ question: promptOf(problems[it.problem]), reasoning: it.reasoning, image: problems[it.problem].image, target: it.target }));
+function examplesOf(items: readonly RmItem[]): RewardExample[] {
+  return items.map((it) => ({ question: promptOf(it.problem), reasoning: it.reasoning, image: it.problem.image, target: it.target }));
+}
+
+/** A rollout read from an RL run's samples.jsonl. */
+interface Rollout {
+  step: number;
+  problem: SyntheticProblem;
+  response: string;
+}
+
+const HELD_OUT_ROLLOUTS = 5; // one problem in five
+
+/** Whether a rollout's problem is kept out of training (for the late-RL check). */
+const heldOutRollout = (id: string): boolean => hashString(`rm-rollouts/${id}`) % HELD_OUT_ROLLOUTS === 0;
+
+/**
+ * Reads RL rollouts (run folders or samples.jsonl files) and finds each one's problem again from its
+ * id (`<prefix>-train-<seed>-<index>`, regenerated with `difficulty`); records whose problem does
+ * not match (another difficulty, an edited file) are counted and skipped.
+ */
+export function readRollouts(sources: readonly string[], difficulty: 'easy' | 'normal'): { rollouts: Rollout[]; skipped: number } {
+  const bySeed = new Map<string, SyntheticProblem[]>();
+  const rollouts: Rollout[] = [];
+  let skipped = 0;
+  for (const src of sources) {
+    const file = fs.existsSync(src) && fs.statSync(src).isDirectory() ? path.join(src, 'samples.jsonl') : src;
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new SophiaError('E_IO', `rm train: cannot read rollouts ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    const lines = text.split('\n').filter((l) => l.trim());
+    const recs: { step: number; id: string; question: string; response: string }[] = [];
+    for (const l of lines) {
+      try {
+        const r = JSON.parse(l) as Record<string, unknown>;
+        if (typeof r.id === 'string' && typeof r.response === 'string' && typeof r.question === 'string' && typeof r.step === 'number') recs.push(r as never);
+        else skipped++;
+      } catch {
+        skipped++;
+      }
+    }
+    const need = new Map<string, number>();
+    for (const r of recs) {
+      const m = /^(.+)-train-(\d+)-(\d+)$/.exec(r.id);
+      if (!m) continue;
+      const key = `${m[1]}|${m[2]}`;
+      need.set(key, Math.max(need.get(key) ?? 0, Number(m[3]) + 1));
+    }
+    for (const [key, count] of need) {
+      if ((bySeed.get(key)?.length ?? 0) >= count) continue;
+      const [idPrefix, seed] = key.split('|');
+      bySeed.set(key, generateProblems({ seed: Number(seed), count, split: 'train', difficulty, idPrefix }));
+    }
+    for (const r of recs) {
+      const m = /^(.+)-train-(\d+)-(\d+)$/.exec(r.id);
+      const p = m ? bySeed.get(`${m[1]}|${m[2]}`)?.[Number(m[3])] : undefined;
+      if (!p || p.id !== r.id || p.question !== r.question) {
+        skipped++;
+        continue;
+      }
+      rollouts.push({ step: r.step, problem: p, response: r.response });
+    }
+  }
+  return { rollouts, skipped };
+}
+
+export interface Faithfulness {
+  /** Held-out problems probed. */
+  problems: number;
+  /** Mean over problems of Pearson(reward model, judge) across that problem's responses. */
+  withinProblemPearson: number;
+  /** Share of problems where gold reasoning outscores a miscount that keeps the right answer. */
+  goldOverMiscountRightAnswer: number;
+  /** Share where gold outscores another scene's fluent gold-style reasoning. */
+  goldOverOtherScene: number;
+  /** Share where gold outscores every degenerate template. */
+  goldOverDegenerate: number;
+  /** Mean scores of the probes. */
+  meanScore: { gold: number; miscountRightAnswer: number; otherScene: number; degenerate: number };
+  /** Mean within-group Pearson with the judge on held-out late RL rollouts (NaN without rollouts). */
+  lateRlWithinGroup: number;
+  lateRlGroups: number;
 }
 
 async function evaluateRm(rm: RewardModel, examples: readonly RewardExample[]): Promise<{ scores: Float32Array; metrics: RmEvaluation }> {
   const scores = await rm.scoreTexts(examples);
   const targets = examples.map((e) => e.target);
   return { scores, metrics: { ...agreement(targets, scores), meanPredicted: mean(scores) } };
+}
+
+const pearsonOrNaN = (x: number[], y: number[]): number => {
+  const n = x.length;
+  if (n < 2) return NaN;
+  const mx = x.reduce((a, b) => a + b, 0) / n, my = y.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0, sxx = 0, syy = 0;
+  for (let i = 0; i < n; i++) (sxy += (x[i] - mx) * (y[i] - my)), (sxx += (x[i] - mx) ** 2), (syy += (y[i] - my) ** 2);
+  return sxx < 1e-12 || syy < 1e-12 ? NaN : sxy / Math.sqrt(sxx * syy);
+};
+
+/**
+ * The faithfulness probes on held-out problems: within-problem Pearson with the judge over the
+ * problem's responses as produced; gold against a miscount that keeps the right answer, against
+ * another scene's fluent reasoning and against every degenerate template; and, with held-out RL
+ * rollouts, the within-group correlation on the last quarter of each run's steps.
+ */
+export async function probeFaithfulness(
+  rm: RewardModel, problems: readonly SyntheticProblem[], items: readonly RmItem[], scores: ArrayLike<number>, heldRollouts: readonly Rollout[], seed: number,
+): Promise<Faithfulness> {
+  const per = new Map<SyntheticProblem, { x: number[]; y: number[] }>();
+  items.forEach((it, i) => {
+    const e = per.get(it.problem) ?? { x: [], y: [] };
+    e.x.push(scores[i]);
+    e.y.push(it.target);
+    per.set(it.problem, e);
+  });
+  const rs = [...per.values()].map((e) => pearsonOrNaN(e.x, e.y)).filter((r) => !Number.isNaN(r));
+  const rng = createRng(seed, 'rm/probes');
+  const degenerate = problems.map((p) => degenerateResponses(p));
+  const probes = problems.flatMap((p, i) => [goldResponse(p), perturb(p, 'wrong_count_right_answer', rng), perturb(p, 'other_scene', rng), ...degenerate[i]]
+    .map((response) => ({ question: promptOf(p), reasoning: thinkingInput(response, 'paper'), image: p.image })));
+  const s = await rm.scoreTexts(probes);
+  let k = 0, overMiscount = 0, overOther = 0, overDegenerate = 0;
+  const sum = { gold: 0, miscountRightAnswer: 0, otherScene: 0, degenerate: 0 };
+  let degCount = 0;
+  problems.forEach((_p, i) => {
+    const gold = s[k], mis = s[k + 1], other = s[k + 2];
+    const deg = Array.from(s.subarray(k + 3, k + 3 + degenerate[i].length));
+    k += 3 + degenerate[i].length;
+    if (gold > mis) overMiscount++;
+    if (gold > other) overOther++;
+    if (deg.every((d) => gold > d)) overDegenerate++;
+    sum.gold += gold;
+    sum.miscountRightAnswer += mis;
+    sum.otherScene += other;
+    for (const d of deg) sum.degenerate += d;
+    degCount += deg.length;
+  });
+  const n = problems.length;
+  let lateRlWithinGroup = NaN;
+  let lateRlGroups = 0;
+  if (heldRollouts.length > 0) {
+    const last = Math.max(...heldRollouts.map((r) => r.step));
+    const late = heldRollouts.filter((r) => r.step > 0.75 * last);
+    const groups = new Map<string, Rollout[]>();
+    for (const r of late) {
+      const key = `${r.step}|${r.problem.id}`;
+      groups.set(key, [...(groups.get(key) ?? []), r]);
+    }
+    const flat = [...groups.values()].filter((g) => g.length >= 2);
+    const lateScores = await rm.scoreTexts(flat.flat().map((r) => ({ question: promptOf(r.problem), reasoning: thinkingInput(r.response, 'paper'), image: r.problem.image })));
+    let at = 0, total = 0;
+    for (const g of flat) {
+      const x = Array.from(lateScores.subarray(at, at + g.length));
+      at += g.length;
+      const r = pearsonOrNaN(x, g.map((q) => judgeThinking(q.problem, q.response).score));
+      if (!Number.isNaN(r)) (total += r), lateRlGroups++;
+    }
+    lateRlWithinGroup = lateRlGroups ? total / lateRlGroups : NaN;
+  }
+  return {
+    problems: n,
+    withinProblemPearson: rs.length ? rs.reduce((a, b) => a + b, 0) / rs.length : NaN,
+    goldOverMiscountRightAnswer: overMiscount / n,
+    goldOverOtherScene: overOther / n,
+    goldOverDegenerate: overDegenerate / n,
+    meanScore: { gold: sum.gold / n, miscountRightAnswer: sum.miscountRightAnswer / n, otherScene: sum.otherScene / n, degenerate: sum.degenerate / Math.max(1, degCount) },
+    lateRlWithinGroup,
+    lateRlGroups,
+  };
 }
 
 /** Trains a thinking reward model and saves it to `out` (checkpoint, rm.json, report.html). */
@@ -212,6 +389,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
   if (!fs.existsSync(path.join(c.policy, 'config.json'))) {
     throw new SophiaError('E_IO', `rm train: no policy checkpoint at ${c.policy} (no config.json there); make one with \`sophia sft\` or pass the folder of one`);
   }
+  const { rollouts, skipped: rolloutsSkipped } = readRollouts(c.rollouts, c.difficulty);
   const policy = await loadPolicy(c.policy);
   let rm: RewardModel;
   let trainItems: RmItem[];
@@ -219,6 +397,9 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
   try {
     const all = problems.length + evalProblems.length;
     trainItems = await collect(policy, problems, c, 'train', (d) => onProgress?.({ phase: 'sample', done: d, total: all }));
+    for (const r of rollouts.filter((x) => !heldOutRollout(x.problem.id))) {
+      trainItems.push({ problem: r.problem, source: 'rollout', response: r.response, reasoning: thinkingInput(r.response, 'paper'), target: judgeThinking(r.problem, r.response).score });
+    }
     evalItems = await collect(policy, evalProblems, c, 'eval', (d) => onProgress?.({ phase: 'sample', done: problems.length + d, total: all }));
     rm = c.init === 'policy' ? rewardModelFromPolicy(policy, { seed: c.seed }) : RewardModel.create({ config: c.model ?? RANDOM_INIT_RM_CONFIG, seed: c.seed });
   } finally {
@@ -235,9 +416,9 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
       : { items: shuffled(rng, trainItems), cap: trainItems.length, before: binCounts(trainItems.map((it) => it.target)), after: binCounts(trainItems.map((it) => it.target)) };
     if (balanced.items.length === 0) throw new SophiaError('E_CONFIG', 'rm train: no training items were produced');
     const evalBalanced = balanceBins(evalItems, (it) => it.target, createRng(c.seed, 'rm/balance-eval')).items;
-    const train = examplesOf(balanced.items, problems);
-    const heldAll = examplesOf(evalItems, evalProblems);
-    const heldBal = examplesOf(evalBalanced, evalProblems);
+    const train = examplesOf(balanced.items);
+    const heldAll = examplesOf(evalItems);
+    const heldBal = examplesOf(evalBalanced);
 
     const evaluateBoth = async (phase: 'eval-before' | 'eval'): Promise<{ all: RmEvaluation; balanced: RmEvaluation; scores: Float32Array }> => {
       const a = await evaluateRm(rm, heldAll);
@@ -252,19 +433,39 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     const trainStarted = performance.now();
     const schedule: LrSchedule = { lr: c.lr, warmup: Math.min(c.warmup, c.steps), total: c.steps, minLrRatio: c.minLrRatio };
     const history: RmStepRecord[] = [];
+    // Batches of c.batch items drawn from c.problemsPerBatch problems at a time, so that the
+    // ranking loss has pairs to compare; a new shuffled pass over the problems when one runs out.
     const orderRng = createRng(c.seed, 'rm/order');
-    let order = shuffled(orderRng, train);
+    const byProblem = new Map<SyntheticProblem, RewardExample[]>();
+    balanced.items.forEach((it, i) => {
+      const list = byProblem.get(it.problem) ?? [];
+      list.push(train[i]);
+      byProblem.set(it.problem, list);
+    });
+    const groupsAll = [...byProblem.values()];
+    let order = shuffled(orderRng, groupsAll.map((g) => shuffled(orderRng, g)));
     let cursor = 0;
+    const nextBatch = (): { examples: RewardExample[]; groups: number[] } => {
+      const examples: RewardExample[] = [];
+      const groups: number[] = [];
+      const perProblem = Math.max(1, Math.ceil(c.batch / c.problemsPerBatch));
+      for (let g = 0; examples.length < c.batch; g++) {
+        if (cursor >= order.length) {
+          order = shuffled(orderRng, groupsAll.map((x) => shuffled(orderRng, x)));
+          cursor = 0;
+        }
+        for (const e of order[cursor++].slice(0, Math.min(perProblem, c.batch - examples.length))) {
+          examples.push(e);
+          groups.push(g);
+        }
+      }
+      return { examples, groups };
+    };
     let lastMae = before.all.mae;
     for (let step = 0; step < c.steps; step++) {
-      if (cursor >= order.length) {
-        order = shuffled(orderRng, train);
-        cursor = 0;
-      }
-      const examples = order.slice(cursor, cursor + c.batch);
-      cursor += c.batch;
+      const { examples, groups } = nextBatch();
       const lr = lrAt(step, schedule);
-      const r = await rm.trainStep(examples, { lr, weightDecay: c.weightDecay, clipNorm: c.clip });
+      const r = await rm.trainStep(examples, { lr, weightDecay: c.weightDecay, clipNorm: c.clip, rank: c.rankWeight > 0 ? { groups, weight: c.rankWeight } : undefined });
       if (!Number.isFinite(r.loss)) throw new SophiaError('E_NUMERIC', `rm train: the loss became ${r.loss} at step ${step + 1}; lower lr (now ${c.lr})`);
       history.push({ step: step + 1, loss: r.loss, mae: r.mae, lr, gradNorm: r.step.gradNorm });
       if (c.evalEvery > 0 && (step + 1) % c.evalEvery === 0 && step + 1 < c.steps) {
@@ -276,6 +477,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
     }
     const secondsTraining = (performance.now() - trainStarted) / 1000;
     const after = await evaluateBoth('eval');
+    const faithfulness = await probeFaithfulness(rm, evalProblems, evalItems, after.scores, rollouts.filter((x) => heldOutRollout(x.problem.id)), c.seed);
     curve.push({ step: c.steps, mae: after.all.mae, pearson: after.all.pearson });
 
     const constant = mean(train.map((e) => e.target));
@@ -290,6 +492,8 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
       untrained: { all: before.all, balanced: before.balanced },
       trained: { all: after.all, balanced: after.balanced },
       constantBaseline: { value: constant, all: constMae(heldAll), balanced: constMae(heldBal) },
+      faithfulness,
+      rollouts: { read: rollouts.length, skipped: rolloutsSkipped, heldOut: rollouts.filter((x) => heldOutRollout(x.problem.id)).length },
       curve,
       history,
       seconds: (performance.now() - started) / 1000,
@@ -304,6 +508,7 @@ export async function runRmTrain(options: RmOptions): Promise<RmResult> {
         rm: {
           policy: c.policy, seed: c.seed, steps: c.steps, init: c.init, trainItems: balanced.items.length,
           heldOut: { mae: after.all.mae, pearson: after.all.pearson, spearman: after.all.spearman },
+          faithfulness,
         },
       },
     });
@@ -342,6 +547,9 @@ export function formatRmSummary(r: RmResult): string {
     const w0 = Math.max(...rows.map((x) => x[0].length));
     for (const row of [head, ...rows]) lines.push(`    ${row[0].padEnd(w0)}  ${row.slice(1).map((x) => x.padStart(9)).join('  ')}`);
   }
+  const f = r.faithfulness;
+  lines.push(`  faithfulness on ${f.problems} held-out problems: within-problem Pearson ${f3(f.withinProblemPearson)}; gold outscores a right-answer miscount ${f3(f.goldOverMiscountRightAnswer)}, another scene's reasoning ${f3(f.goldOverOtherScene)}, every degenerate template ${f3(f.goldOverDegenerate)}`);
+  lines.push(`  mean scores: gold ${f3(f.meanScore.gold)}, miscount ${f3(f.meanScore.miscountRightAnswer)}, other scene ${f3(f.meanScore.otherScene)}, degenerate ${f3(f.meanScore.degenerate)}; late-RL within-group Pearson ${f3(f.lateRlWithinGroup)} (${f.lateRlGroups} groups)`);
   lines.push(`  training set: ${r.train.items} judged responses (${Object.entries(r.sources).map(([k, v]) => `${k} ${v}`).join(', ')})`);
   lines.push(r.config.balance
     ? `  balanced to ${r.train.balanced} (at most ${r.train.cap} per bin); bins 0.0…1.0 before ${r.train.before.join('/')}, after ${r.train.after.join('/')}`
@@ -366,10 +574,24 @@ function rmReport(r: RmResult, points: { x: number; y: number; group: string }[]
         })),
       },
       {
+        title: 'Faithfulness (held-out problems)',
+        text: 'What GRPO needs from the scores: the right order inside a group. Gold reasoning against a miscount that keeps the right answer, another scene\'s fluent reasoning and the degenerate templates RL finds; within-problem and late-RL within-group correlation with the judge.',
+        tables: [{
+          header: ['probe', 'value'],
+          rows: [
+            ['within-problem Pearson with the judge', r.faithfulness.withinProblemPearson],
+            ['gold > miscount with the right answer', r.faithfulness.goldOverMiscountRightAnswer],
+            ['gold > another scene\'s reasoning', r.faithfulness.goldOverOtherScene],
+            ['gold > every degenerate template', r.faithfulness.goldOverDegenerate],
+            ['late-RL within-group Pearson', r.faithfulness.lateRlWithinGroup],
+          ],
+        }],
+      },
+      {
         title: 'Training',
         charts: [
           {
-            kind: 'line', id: 'loss', title: 'Training loss (BCE against the judge score)', xLabel: 'step', yLabel: 'loss', smooth: 20,
+            kind: 'line', id: 'loss', title: 'Training loss (BCE against the judge score, plus the ranking term)', xLabel: 'step', yLabel: 'loss', smooth: 20,
             series: [{ name: 'loss', x: hist.map((h) => h.step), y: hist.map((h) => h.loss) }],
           },
           {

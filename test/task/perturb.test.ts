@@ -1,5 +1,5 @@
 import {
-  PERTURBATION_KINDS, createRng, flawedResponses, generateProblems, goldResponse, perturb, type PerturbationKind,
+  PERTURBATION_KINDS, createRng, degenerateResponses, flawedResponses, generateProblems, goldResponse, perturb, type PerturbationKind,
 } from '../../lib/task';
 import { judgeThinking } from '../../lib/task';
 import { expectSophiaError } from './helpers';
@@ -32,6 +32,8 @@ test('each kind lands where it should', () => {
   expect(range('wrong_count_wrong_answer')[1]).toBeLessThanOrEqual(0.4);
   expect(range('wrong_arithmetic')[1]).toBeLessThanOrEqual(0.4);
   expect(range('garbage')[1]).toBeLessThanOrEqual(0.4);
+  expect(range('other_scene')[1]).toBeLessThanOrEqual(0.4);
+  expect(range('degenerate')[1]).toBeLessThanOrEqual(0.6);
   for (const kind of ['skipped_step', 'reordered', 'repetition', 'off_task', 'redundant', 'bad_format', 'truncated'] as const) {
     expect(range(kind)[1]).toBeLessThan(1);
   }
@@ -52,6 +54,28 @@ test('wrong_count_wrong_answer changes the answer; wrong_count_right_answer keep
   const compares = problems.filter((p) => p.task.kind === 'compare');
   const changed = compares.filter((p, i) => answerOf(perturb(p, 'wrong_count_wrong_answer', i)) !== p.answer).length;
   expect(changed).toBeGreaterThan(compares.length * 0.9);
+});
+
+test('degenerate templates keep the gold answer and score far below gold; other_scene is consistent reasoning about another scene', () => {
+  const answerOf = (r: string): string | undefined => /<answer>(.*?)<\/answer>/.exec(r)?.[1];
+  problems.forEach((p, i) => {
+    const d = degenerateResponses(p);
+    expect(d).toHaveLength(6);
+    expect(d[0]).toBe(`<think></think><answer>${p.answer}</answer>`);
+    expect(d[2]).toBe(`<think>all 1. 1=1=1.</think><answer>${p.answer}</answer>`);
+    for (const r of d) {
+      expect(answerOf(r)).toBe(p.answer);
+      expect(judgeThinking(p, r).score).toBeLessThanOrEqual(0.6);
+    }
+    const other = perturb(p, 'other_scene', i);
+    expect(other).not.toBe(goldResponse(p));
+    // fluent and self-consistent (the answer follows from its steps), yet some count is false for this image
+    const b = judgeThinking(p, other).breakdown;
+    expect(b.claimsWrong).toBeGreaterThan(0);
+    expect(b.unsupported).toBe(false);
+    expect(b.malformed + b.repetition + b.offTask).toBe(0);
+  });
+  expect(() => degenerateResponses({} as never)).toThrow(/degenerateResponses: problem.task/);
 });
 
 test('deterministic by seed; different seeds vary', () => {
