@@ -156,20 +156,50 @@ function mulberry32(seed: number): () => number {
 export function pairedBootstrap(a: ArrayLike<number>, b: ArrayLike<number>, opts: { level?: number; resamples?: number; seed?: number } = {}): Interval {
   const n = pair('pairedBootstrap', a, b);
   if (n === 0) throw new SophiaError('E_RANGE', 'pairedBootstrap: needs at least one pair, got 0');
+  const resamples = opts.resamples ?? 2000;
+  if (!Number.isInteger(resamples) || resamples < 10) throw new SophiaError('E_RANGE', `pairedBootstrap: resamples must be an integer >= 10, got ${describe(resamples)}`);
+  if (opts.level !== undefined && !(opts.level > 0 && opts.level < 1)) throw new SophiaError('E_RANGE', `pairedBootstrap: level must be in (0, 1), got ${describe(opts.level)}`);
+  return pairedRunsBootstrap([a], [b], opts);
+}
+
+/**
+ * Percentile bootstrap interval of mean(A) − mean(B) where A and B are runs × problems (several seeds
+ * of two training variants, scored on the same held-out problems): each resample draws the problems
+ * (shared by both sides, so each problem's difficulty cancels) and, independently per side, the runs,
+ * so that seed-to-seed variation widens the interval as it should.
+ */
+export function pairedRunsBootstrap(a: readonly ArrayLike<number>[], b: readonly ArrayLike<number>[], opts: { level?: number; resamples?: number; seed?: number } = {}): Interval {
+  const fn = 'pairedRunsBootstrap';
+  if (!Array.isArray(a) || a.length === 0 || !Array.isArray(b) || b.length === 0) throw new SophiaError('E_RANGE', `${fn}: a and b must each hold at least one run, got ${describe(a)} and ${describe(b)}`);
+  const n = a[0].length;
+  for (const [side, runs] of [['a', a], ['b', b]] as const)
+    runs.forEach((r, i) => {
+      if (r.length !== n) throw new SophiaError('E_SHAPE', `${fn}: every run must score the same ${n} problems, ${side}[${i}] has ${r.length}`);
+    });
+  if (n === 0) throw new SophiaError('E_RANGE', `${fn}: needs at least one problem, got 0`);
   const level = opts.level ?? 0.95;
   const resamples = opts.resamples ?? 2000;
-  if (!(level > 0 && level < 1)) throw new SophiaError('E_RANGE', `pairedBootstrap: level must be in (0, 1), got ${describe(level)}`);
-  if (!Number.isInteger(resamples) || resamples < 10) throw new SophiaError('E_RANGE', `pairedBootstrap: resamples must be an integer >= 10, got ${describe(resamples)}`);
-  const d = new Float64Array(n);
-  for (let i = 0; i < n; i++) d[i] = a[i] - b[i];
+  if (!(level > 0 && level < 1)) throw new SophiaError('E_RANGE', `${fn}: level must be in (0, 1), got ${describe(level)}`);
+  if (!Number.isInteger(resamples) || resamples < 10) throw new SophiaError('E_RANGE', `${fn}: resamples must be an integer >= 10, got ${describe(resamples)}`);
   const rng = mulberry32(opts.seed ?? 0x5eed);
-  const means = new Float64Array(resamples);
-  for (let r = 0; r < resamples; r++) {
+  const meanOf = (runs: readonly ArrayLike<number>[], idx: Int32Array, picks: Int32Array): number => {
     let s = 0;
-    for (let i = 0; i < n; i++) s += d[Math.floor(rng() * n)];
-    means[r] = s / n;
+    for (const r of picks) for (const i of idx) s += runs[r][i];
+    return s / (picks.length * idx.length);
+  };
+  const all = (k: number) => Int32Array.from({ length: k }, (_, i) => i);
+  const estimate = meanOf(a, all(n), all(a.length)) - meanOf(b, all(n), all(b.length));
+  const out = new Float64Array(resamples);
+  const idx = new Int32Array(n);
+  const pa = new Int32Array(a.length);
+  const pb = new Int32Array(b.length);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) idx[i] = Math.floor(rng() * n);
+    for (let i = 0; i < pa.length; i++) pa[i] = Math.floor(rng() * a.length);
+    for (let i = 0; i < pb.length; i++) pb[i] = Math.floor(rng() * b.length);
+    out[r] = meanOf(a, idx, pa) - meanOf(b, idx, pb);
   }
-  means.sort();
-  const q = (p: number): number => means[Math.min(resamples - 1, Math.max(0, Math.round(p * (resamples - 1))))];
-  return { estimate: mean(d), lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2), level, resamples };
+  out.sort();
+  const q = (p: number): number => out[Math.min(resamples - 1, Math.max(0, Math.round(p * (resamples - 1))))];
+  return { estimate, lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2), level, resamples };
 }

@@ -9,8 +9,9 @@ import { SingleBar } from 'cli-progress';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
 import { loadTrainConfig, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../train/config';
-import { TrustGrpoTrainer, readMetrics, type RunSummary, type StepMetrics } from '../train/trainer';
+import { TrustGrpoTrainer, readMetrics, type EvalMetrics, type RunSummary, type StepMetrics } from '../train/trainer';
 import { beforeAfterRows, writeAblationReport, writeRunReport, type AblationRun } from '../train/report';
+import { pairedRunsBootstrap, type Interval } from '../stats';
 
 const intArg = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -129,13 +130,57 @@ export function registerTrain(program: Command): void {
     });
 }
 
+/**
+ * The paper's Table 3 rows, with the paper's advantage formula (normalising Ro + w·Rt per group),
+ * then Trust-GRPO with this project's default advantages (Ro normalised, w·Rt only centred).
+ */
 export const ABLATION_VARIANTS: { name: string; config: TrainConfigInput }[] = [
   { name: 'GRPO (no thinking reward)', config: { thinking: { source: 'none' } } },
-  { name: 'untrained thinking RM', config: { thinking: { source: 'untrained' } } },
-  { name: 'no trust, no annealing', config: { trust: false, anneal: false } },
-  { name: 'no trust', config: { trust: false } },
-  { name: 'Trust-GRPO', config: {} },
+  { name: 'untrained thinking RM', config: { thinking: { source: 'untrained' }, advantageMode: 'paper' } },
+  { name: 'no trust, no annealing', config: { trust: false, anneal: false, advantageMode: 'paper' } },
+  { name: 'no trust', config: { trust: false, advantageMode: 'paper' } },
+  { name: 'Trust-GRPO', config: { advantageMode: 'paper' } },
+  { name: 'Trust-GRPO, centred advantages (default)', config: { advantageMode: 'centred' } },
 ];
+
+/** "Wrong thinking, right answer" per problem: a right answer with a judge score below 0.5. */
+const wtraOf = (e: { outcomes?: number[]; judges?: number[] }): number[] | undefined =>
+  e.outcomes && e.judges ? e.outcomes.map((o, i) => (o > 0.5 && e.judges![i] < 0.5 ? 1 : 0)) : undefined;
+
+/**
+ * Paired comparisons of the ablation: each Trust-GRPO row and GRPO against the SFT start, and each
+ * thinking-reward row against GRPO, on accuracy, judge score and wrong-thinking-right-answer, with
+ * 95% intervals from a bootstrap over the shared held-out problems and over seeds.
+ */
+export function ablationComparisons(runs: AblationRun[], variants: string[]): { header: string[]; rows: string[][]; json: Record<string, unknown>[] } {
+  const header = ['comparison', 'accuracy', 'judge score', 'wrong thinking, right answer'];
+  const per = (v: string, pick: (e: EvalMetrics) => number[] | undefined): number[][] =>
+    runs.filter((r) => r.variant === v && r.after).map((r) => pick(r.after!)).filter((x): x is number[] => x !== undefined);
+  const start = runs.find((r) => r.metrics.some((m) => m.step === 0 && m.eval))?.metrics.find((m) => m.step === 0)?.eval;
+  const pickers: [string, (e: EvalMetrics) => number[] | undefined][] = [['accuracy', (e) => e.outcomes], ['judgeScore', (e) => e.judges], ['wrongThinkingRightAnswer', wtraOf]];
+  const fmt = (i: Interval) => `${i.estimate >= 0 ? '+' : ''}${i.estimate.toFixed(3)} [${i.lo.toFixed(3)}, ${i.hi.toFixed(3)}]`;
+  const rows: string[][] = [];
+  const json: Record<string, unknown>[] = [];
+  const compare = (label: string, a: (p: (e: EvalMetrics) => number[] | undefined) => number[][], b: (p: (e: EvalMetrics) => number[] | undefined) => number[][]) => {
+    const cells = pickers.map(([key, pick]) => {
+      const x = a(pick), y = b(pick);
+      if (!x.length || !y.length || x[0].length !== y[0].length) return { key, interval: null };
+      return { key, interval: pairedRunsBootstrap(x, y) };
+    });
+    if (cells.every((c) => c.interval === null)) return;
+    rows.push([label, ...cells.map((c) => (c.interval ? fmt(c.interval) : '—'))]);
+    json.push({ comparison: label, ...Object.fromEntries(cells.map((c) => [c.key, c.interval])) });
+  };
+  const sft = (pick: (e: EvalMetrics) => number[] | undefined): number[][] => {
+    const x = start ? pick(start) : undefined;
+    return x ? [x] : [];
+  };
+  const grpo = variants[0];
+  compare(`${grpo} − SFT start`, (p) => per(grpo, p), sft);
+  for (const v of variants.slice(1)) compare(`${v} − ${grpo}`, (p) => per(v, p), (p) => per(grpo, p));
+  for (const v of variants.filter((x) => x.startsWith('Trust-GRPO'))) compare(`${v} − SFT start`, (p) => per(v, p), sft);
+  return { header, rows, json };
+}
 
 export async function runAblation(o: { seeds: number; steps: number; name: string; reference?: boolean }): Promise<string> {
   if (o.seeds < 1) throw new SophiaError('E_CONFIG', `ablate: --seeds must be at least 1, got ${o.seeds}`);
@@ -185,8 +230,13 @@ export async function runAblation(o: { seeds: number; steps: number; name: strin
   console.log(`\nablation: ${o.seeds} seeds × ${o.steps} steps per row, ${took}`);
   console.log(header.map((h, i) => h.padEnd(w[i])).join(' '));
   for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(w[i])).join(' '));
+  const cmp = ablationComparisons(runs, variants.map((v) => v.name));
+  console.log(`\npaired differences, 95% intervals (bootstrap over ${start?.outcomes?.length ?? '?'} held-out problems and seeds):`);
+  const cw = [64, 26, 26, 26];
+  console.log(cmp.header.map((h, i) => h.padEnd(cw[i])).join(' '));
+  for (const r of cmp.rows) console.log(r.map((c, i) => String(c).padEnd(cw[i])).join(' '));
   const file = path.join(runsDir, 'report.html');
-  await writeAblationReport(file, runs, { header, rows }, { seeds: o.seeds, steps: o.steps, base: MAIN_JOB, minutes, runsFinishedBefore: finishedBefore });
-  fs.writeFileSync(path.join(runsDir, 'ablation.json'), JSON.stringify({ header, rows, seeds: o.seeds, steps: o.steps, minutes, runsFinishedBefore: finishedBefore }, null, 2) + '\n');
+  await writeAblationReport(file, runs, { header, rows }, { seeds: o.seeds, steps: o.steps, base: MAIN_JOB, minutes, runsFinishedBefore: finishedBefore }, { header: cmp.header, rows: cmp.rows });
+  fs.writeFileSync(path.join(runsDir, 'ablation.json'), JSON.stringify({ header, rows, comparisons: cmp.json, seeds: o.seeds, steps: o.steps, minutes, runsFinishedBefore: finishedBefore }, null, 2) + '\n');
   return file;
 }

@@ -252,6 +252,32 @@ export function censusResponse(objects: readonly SceneObject[]): string {
   return `<think>${formatThink(steps)}</think><answer>${objects.length}</answer>`;
 }
 
+/** The grid prompt: another auxiliary SFT prompt, for a scene on a grid of cells (layout 'grid'). */
+export const GRID_QUESTION = 'name each cell.';
+
+const COLOR_LETTER: Record<Color, string> = { red: 'r', green: 'g', blue: 'b', yellow: 'y' };
+const SHAPE_LETTER: Record<Shape, string> = { circle: 'c', square: 's', triangle: 't' };
+
+/**
+ * The grid response of a scene: one letter per cell in reading order for the colour ('.' for an
+ * empty cell), then one per cell for the shape; the answer is the number of shapes. Letter k of each
+ * line names what visual token k shows, a fixed distance back in the sequence: a dense, per-patch
+ * signal for the vision tower.
+ */
+export function gridResponse(objects: readonly SceneObject[], width: number, height: number, cell: number): string {
+  const cols = Math.floor(width / cell);
+  const cells = cols * Math.floor(height / cell);
+  const color = new Array<string>(cells).fill('.');
+  const shape = new Array<string>(cells).fill('.');
+  for (const o of objects) {
+    const k = Math.floor(o.y / cell) * cols + Math.floor(o.x / cell);
+    if (k < 0 || k >= cells) continue;
+    color[k] = COLOR_LETTER[o.color];
+    shape[k] = SHAPE_LETTER[o.shape];
+  }
+  return `<think>${color.join('')} ${shape.join('')}</think><answer>${objects.length}</answer>`;
+}
+
 /** The gold response, `<think>…</think><answer>…</answer>`. */
 export const goldResponse = (p: Pick<SyntheticProblem, 'think' | 'answer'>): string => `<think>${p.think}</think><answer>${p.answer}</answer>`;
 

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writeReport, type Chart, type LineSeries, type Report, type ReportSection } from '../report';
-import { readMetrics, readSamples, type EvalMetrics, type StepMetrics } from './trainer';
+import { readMetrics, readSamples, type EvalMetricKey, type EvalMetrics, type StepMetrics } from './trainer';
 
 const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(3));
 
@@ -11,7 +11,7 @@ function line(id: string, title: string, yLabel: string, series: LineSeries[], e
 }
 
 export function beforeAfterRows(before?: EvalMetrics, after?: EvalMetrics): (string | number)[][] {
-  const row = (name: string, k: keyof EvalMetrics) => [name, fmt(before?.[k]), fmt(after?.[k]), before && after ? (after[k] - before[k] >= 0 ? '+' : '') + (after[k] - before[k]).toFixed(3) : '—'];
+  const row = (name: string, k: EvalMetricKey) => [name, fmt(before?.[k]), fmt(after?.[k]), before && after ? (after[k] - before[k] >= 0 ? '+' : '') + (after[k] - before[k]).toFixed(3) : '—'];
   return [
     row('held-out accuracy', 'accuracy'),
     row('judge score of the reasoning', 'judgeScore'),
@@ -112,7 +112,7 @@ export interface AblationRun {
 }
 
 /** The ablation report: curves of every variant overlaid (mean ± std over seeds) and the table. */
-export async function writeAblationReport(file: string, runs: AblationRun[], table: { header: string[]; rows: (string | number)[][] }, config: unknown): Promise<void> {
+export async function writeAblationReport(file: string, runs: AblationRun[], table: { header: string[]; rows: (string | number)[][] }, config: unknown, comparisons?: { header: string[]; rows: (string | number)[][] }): Promise<void> {
   const variants = [...new Set(runs.map((r) => r.variant))];
   // One curve per variant (mean ± std over its seeds) at the steps `at` picks; a variant keeps its
   // colour in every chart, also where another variant has no curve.
@@ -129,9 +129,9 @@ export async function writeAblationReport(file: string, runs: AblationRun[], tab
     });
   const curve = (key: 'outcomeMean' | 'thinkingMean' | 'gammaMean') => curves((m) => m.step > 0 && m[key] !== undefined, (m) => m[key]);
   // Held-out metrics at every evaluation step (step 0 is the shared SFT start).
-  const evalCurve = (key: keyof EvalMetrics) => curves((m) => m.eval !== undefined, (m) => m.eval?.[key]);
-  const finals = (key: keyof EvalMetrics) => meanSd(variants.map((v) => runs.filter((r) => r.variant === v && r.after).map((r) => r.after![key])));
-  const heldOut: (keyof EvalMetrics)[] = ['accuracy', 'judgeScore', 'wrongThinkingRightAnswer'];
+  const evalCurve = (key: EvalMetricKey) => curves((m) => m.eval !== undefined, (m) => m.eval?.[key]);
+  const finals = (key: EvalMetricKey) => meanSd(variants.map((v) => runs.filter((r) => r.variant === v && r.after).map((r) => r.after![key])));
+  const heldOut: (EvalMetricKey)[] = ['accuracy', 'judgeScore', 'wrongThinkingRightAnswer'];
   const bars = variants.map((v, i) => ({
     name: v,
     values: heldOut.map((k) => finals(k).mean[i]),
@@ -140,7 +140,13 @@ export async function writeAblationReport(file: string, runs: AblationRun[], tab
   await writeReport(file, {
     title: 'Trust-GRPO ablation (the paper\'s Table 3 on the embedded task)',
     sections: [
-      { title: 'Results', tables: [{ caption: 'Held-out, mean ± std over seeds', ...table }] },
+      {
+        title: 'Results',
+        tables: [
+          { caption: 'Held-out, mean ± std over seeds', ...table },
+          ...(comparisons ? [{ caption: 'Differences with paired 95% intervals (bootstrap over the shared held-out problems and over seeds)', ...comparisons }] : []),
+        ],
+      },
       {
         title: 'Curves (mean ± std over seeds)',
         charts: [

@@ -10,7 +10,7 @@ import { SophiaError, describe } from '../errors';
 import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
 import { shuffled } from '../random';
 import { VisionLanguageModel, saveModel, writeFileAtomic, resolveModelConfig, type ModelConfig, type PackedBatch } from '../model';
-import { CENSUS_QUESTION, censusResponse, evaluatePolicy, evaluateSeeing, evalSummary, mergeEval, promptInput, responseTokens, type EvalResult, type SeeingResult } from '../task';
+import { CENSUS_QUESTION, censusResponse, GRID_QUESTION, gridResponse, evaluatePolicy, evaluateSeeing, evalSummary, mergeEval, promptInput, responseTokens, type EvalResult, type SeeingResult } from '../task';
 import { writeReport, type Report } from '../report';
 
 /**
@@ -39,6 +39,7 @@ export const SftOptionsSchema = z
     clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
     flawedFraction: z.number().min(0).max(1).default(0.35).describe('share of training responses with flawed reasoning'),
     census: z.number().min(0).max(1).default(0.5).describe('share of training images that also get a census sequence per epoch (every colour and shape counted: a dense visual signal)'),
+    grid: z.number().min(0).max(1).default(0).describe('share of training images that also get a grid sequence per epoch (colour and shape letter of every 8×8 cell: a per-patch signal)'),
     flawedKinds: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).min(1).default([...SFT_FLAWED_KINDS]).describe('perturbations drawn (uniformly) for flawed responses'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty'),
     eval: int(256, 'held-out problems (test split) for the greedy evaluation; 0 = none'),
@@ -244,6 +245,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     const evalProblems = c.eval > 0 ? generateProblems({ seed: c.seed, count: c.eval, split: 'test', difficulty: c.difficulty }) : [];
     const prompts = problems.map((p) => promptInput(model, p).tokens as Int32Array);
     const censusPrompt = model.tokenizer.encode(`<image>${CENSUS_QUESTION}`);
+    const gridPrompt = model.tokenizer.encode(`<image>${GRID_QUESTION}`);
     const heldOut: ForcedSequence[] = evalProblems
       .map((p) => ({ prompt: promptInput(model, p).tokens as Int32Array, response: responseTokens(model, goldResponse(p)), image: p.image }))
       .filter((s) => fits(model, s));
@@ -260,6 +262,10 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
         if (c.census > 0 && rng() < c.census) {
           const census = { prompt: censusPrompt, response: responseTokens(model, censusResponse(p.scene)), image: p.image };
           if (fits(model, census)) out.push(census);
+        }
+        if (c.grid > 0 && rng() < c.grid) {
+          const grid = { prompt: gridPrompt, response: responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize))), image: p.image };
+          if (fits(model, grid)) out.push(grid);
         }
       });
       return shuffled(rng, out);

@@ -29,11 +29,17 @@ import { learningRate, resolveTrainConfig, type TrainConfig, type TrainConfigInp
 
 export { EVAL_SEED };
 
+/** The headline held-out metrics (the numeric fields of EvalMetrics). */
+export type EvalMetricKey = 'accuracy' | 'judgeScore' | 'wrongThinkingRightAnswer' | 'formatRate';
+
 export interface EvalMetrics {
   accuracy: number;
   judgeScore: number;
   wrongThinkingRightAnswer: number;
   formatRate: number;
+  /** Per held-out problem (the same problems in every run): outcome and judge score, for paired comparisons. */
+  outcomes?: number[];
+  judges?: number[];
 }
 
 export interface StepMetrics {
@@ -145,7 +151,7 @@ const std = (xs: ArrayLike<number>): number => {
 };
 
 function evalMetrics(e: EvalResult): EvalMetrics {
-  return { accuracy: e.accuracy, judgeScore: e.judgeScore, wrongThinkingRightAnswer: e.wrongThinkingRightAnswer, formatRate: e.formatRate };
+  return { accuracy: e.accuracy, judgeScore: e.judgeScore, wrongThinkingRightAnswer: e.wrongThinkingRightAnswer, formatRate: e.formatRate, outcomes: e.outcomes, judges: e.judges };
 }
 
 /** Keeps the JSONL lines whose step is ≤ maxStep (and drops a torn last line). */

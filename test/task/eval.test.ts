@@ -1,5 +1,5 @@
 import { VisionLanguageModel, TINY_MODEL_CONFIG } from '../../lib/model';
-import { pairedBootstrap } from '../../lib/stats';
+import { pairedBootstrap, pairedRunsBootstrap } from '../../lib/stats';
 import {
   evaluatePolicy, evaluateSeeing, generateProblems, goldResponse, mergeEval, textOnlyBaseline, type SyntheticProblem,
 } from '../../lib/task';
@@ -101,6 +101,20 @@ describe('pairedBootstrap', () => {
     }
     expect(hits / trials).toBeGreaterThan(0.88);
     expect(hits / trials).toBeLessThan(0.99);
+  });
+
+  test('pairedRunsBootstrap: one run a side is pairedBootstrap; seed-to-seed spread widens the interval', () => {
+    const a = Array.from({ length: 200 }, (_, i) => (i % 5 < 3 ? 1 : 0));
+    const b = Array.from({ length: 200 }, (_, i) => (i % 5 < 2 ? 1 : 0));
+    expect(pairedRunsBootstrap([a], [b])).toEqual(pairedBootstrap(a, b));
+    const steady = pairedRunsBootstrap([a, a, a], [b, b, b]);
+    expect(steady.estimate).toBeCloseTo(0.2, 12);
+    // the same means, but the runs of a disagree with each other
+    const spread = pairedRunsBootstrap([a.map(() => 1), a, a.map(() => 0.2)], [b, b, b]);
+    expect(spread.estimate).toBeCloseTo(0.2, 12);
+    expect(spread.hi - spread.lo).toBeGreaterThan(2 * (steady.hi - steady.lo));
+    expect(() => pairedRunsBootstrap([a], [b.slice(1)])).toThrow(/every run must score the same 200 problems, b\[0\] has 199/);
+    expect(() => pairedRunsBootstrap([], [b])).toThrow(/at least one run/);
   });
 
   test('bad input names the argument', () => {

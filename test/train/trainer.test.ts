@@ -42,11 +42,11 @@ const strip = (m: StepMetrics) => {
   return rest;
 };
 
-test('a step: rewards, γ, advantages and the policy loss agree with hand computation', async () => {
-  const trainer = await TrustGrpoTrainer.create(base('hand', { steps: 1, evalEvery: 0, checkpointEvery: 0 }));
+test.each(['paper', 'centred'] as const)('a step: rewards, γ, advantages (%s) and the policy loss agree with hand computation', async (advantageMode) => {
+  const trainer = await TrustGrpoTrainer.create(base(`hand-${advantageMode}`, { steps: 1, evalEvery: 0, checkpointEvery: 0, advantageMode }));
   await trainer.run();
   trainer.dispose();
-  const dir = path.join(root, 'runs', 'hand');
+  const dir = path.join(root, 'runs', `hand-${advantageMode}`);
   const [m0, m1] = await readMetrics(dir);
   expect(m0.step).toBe(0);
   expect(m0.eval).toBeDefined();
@@ -62,10 +62,19 @@ test('a step: rewards, γ, advantages and the policy loss agree with hand comput
     expect(grp[0].gamma).toBeCloseTo(gamma, 5);
     const R = grp.map((x) => x.outcome + gamma * alpha * Math.exp(-step / T) * x.thinking!);
     grp.forEach((x, i) => expect(x.reward).toBeCloseTo(R[i], 5));
-    const mean = mu(R);
-    const sd = Math.sqrt(R.reduce((a, r) => a + (r - mean) ** 2, 0) / (G - 1));
-    grp.forEach((x, i) => expect(x.advantage).toBeCloseTo((R[i] - mean) / (sd + 1e-6), 4));
+    const norm = (v: number[]) => {
+      const mean = mu(v);
+      const sd = Math.sqrt(v.reduce((a, r) => a + (r - mean) ** 2, 0) / (G - 1));
+      return v.map((r) => (r - mean) / (sd + 1e-6));
+    };
+    const rt = grp.map((x) => x.thinking!);
+    const want = advantageMode === 'paper'
+      ? norm(R)
+      : norm(grp.map((x) => x.outcome)).map((a, i) => a + gamma * alpha * Math.exp(-step / T) * (rt[i] - mu(rt)));
+    grp.forEach((x, i) => expect(x.advantage).toBeCloseTo(want[i], 4));
   }
+  expect(m1.uniformGroups).toBeCloseTo([0, 1, 2].filter((g) => new Set(samples.slice(g * G, g * G + G).map((x) => x.outcome)).size === 1).length / 3, 10);
+  expect(m1.judgeMean).toBeCloseTo(samples.reduce((a, x) => a + x.judge, 0) / samples.length, 10);
   // On-policy first step: ratio 1 and no KL (the reference is the same policy), so the token-mean
   // PPO loss is −Σ A_i·len_i / Σ len_i.
   const num = samples.reduce((a, x) => a + x.advantage * x.tokens, 0);
@@ -106,7 +115,7 @@ test('kill and resume gives the metrics of an uninterrupted run', async () => {
 });
 
 test('an existing run is not overwritten; bad configs name the field', async () => {
-  await expect(TrustGrpoTrainer.create(base('hand'))).rejects.toMatchObject({ code: 'E_STATE' });
+  await expect(TrustGrpoTrainer.create(base('hand-paper'))).rejects.toMatchObject({ code: 'E_STATE' });
   expect(() => resolveTrainConfig({ groupSize: 1 })).toThrow(/groupSize/);
   expect(() => resolveTrainConfig({ klType: 'k9' })).toThrow(/klType/);
   expect(() => resolveTrainConfig({ bogus: 1 })).toThrow(/bogus|Unrecognized/);
@@ -174,6 +183,29 @@ if (!chromium.bin) console.log(`trainer.test: Chromium render check skipped: ${c
       if (!(c.drawn >= 5 && c.lines + c.dots >= 1)) throw new Error(`${msg}: draws too little`);
     }
   });
+});
+
+test('ablation comparisons: paired intervals against GRPO and the SFT start', async () => {
+  const { ablationComparisons } = await import('../../lib/cli/train');
+  const n = 150;
+  const ev = (acc: number, judge: number, shift: number) => {
+    const outcomes = Array.from({ length: n }, (_, i) => (((i * 7 + shift) % 100) / 100 < acc ? 1 : 0));
+    const judges = Array.from({ length: n }, (_, i) => (((i * 13 + shift) % 100) / 100 < judge ? 1 : 0.2));
+    return { accuracy: acc, judgeScore: judge, wrongThinkingRightAnswer: 0, formatRate: 1, outcomes, judges };
+  };
+  const start = { step: 0, eval: ev(0.5, 0.5, 0) } as unknown as StepMetrics;
+  const runs = [0, 1, 2].flatMap((seed) => [
+    { variant: 'GRPO (no thinking reward)', seed, metrics: [start], after: ev(0.6, 0.4, seed) },
+    { variant: 'Trust-GRPO', seed, metrics: [start], after: ev(0.6, 0.7, seed) },
+  ]);
+  const c = ablationComparisons(runs, ['GRPO (no thinking reward)', 'Trust-GRPO']);
+  expect(c.rows.map((r) => r[0])).toEqual(['GRPO (no thinking reward) − SFT start', 'Trust-GRPO − GRPO (no thinking reward)', 'Trust-GRPO − SFT start']);
+  const j = c.json as { comparison: string; accuracy: { estimate: number; lo: number; hi: number }; judgeScore: { estimate: number; lo: number; hi: number } }[];
+  expect(j[0].accuracy.estimate).toBeCloseTo(0.1, 1);
+  expect(j[0].accuracy.lo).toBeGreaterThan(0);
+  expect(j[1].accuracy.lo).toBeLessThan(0.01);
+  expect(j[1].accuracy.hi).toBeGreaterThan(-0.01);
+  expect(j[1].judgeScore.lo).toBeGreaterThan(0.1);
 });
 
 test('ablate refuses to continue a run folder made with another --steps', async () => {
