@@ -39,6 +39,7 @@ export const SftOptionsSchema = z
     clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
     flawedFraction: z.number().min(0).max(1).default(0.35).describe('share of training responses with flawed reasoning'),
     census: z.number().min(0).max(1).default(0.5).describe('share of training images that also get a census sequence per epoch (every colour and shape counted: a dense visual signal)'),
+    visionSteps: int(0, 'first optimizer steps on census and grid sequences only (a vision-first curriculum; part of steps)'),
     grid: z.number().min(0).max(1).default(0).describe('share of training images that also get a grid sequence per epoch (colour and shape letter of every 8×8 cell: a per-patch signal)'),
     flawedKinds: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).min(1).default([...SFT_FLAWED_KINDS]).describe('perturbations drawn (uniformly) for flawed responses'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty'),
@@ -295,14 +296,35 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     const history: SftStepRecord[] = [];
     let cursor = 0;
     let sequences = 0;
+    // The vision-first phase: census and grid sequences of the training images, nothing else.
+    const visionData = (e: number): ForcedSequence[] => {
+      const rng = createRng(c.seed, `sft/vision/${e}`);
+      return shuffled(rng, problems.flatMap((p) => [
+        { prompt: censusPrompt, response: responseTokens(model, censusResponse(p.scene)), image: p.image },
+        { prompt: gridPrompt, response: responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize))), image: p.image },
+      ]).filter((q) => fits(model, q)));
+    };
+    let visionEpoch = 0;
+    let vdata: ForcedSequence[] = c.visionSteps > 0 ? visionData(0) : [];
+    let vcursor = 0;
     for (let step = 0; step < total; step++) {
-      if (cursor >= data.length) {
-        data = epochData(++epoch);
-        cursor = 0;
-        if (data.length === 0) throw new SophiaError('E_CONFIG', `sft: no training sequence of epoch ${epoch + 1} fits the context (${model.config.context} tokens)`);
+      let seqs: ForcedSequence[];
+      if (step < c.visionSteps) {
+        if (vcursor >= vdata.length) {
+          vdata = visionData(++visionEpoch);
+          vcursor = 0;
+        }
+        seqs = vdata.slice(vcursor, vcursor + c.batch);
+        vcursor += c.batch;
+      } else {
+        if (cursor >= data.length) {
+          data = epochData(++epoch);
+          cursor = 0;
+          if (data.length === 0) throw new SophiaError('E_CONFIG', `sft: no training sequence of epoch ${epoch + 1} fits the context (${model.config.context} tokens)`);
+        }
+        seqs = data.slice(cursor, cursor + c.batch);
+        cursor += c.batch;
       }
-      const seqs = data.slice(cursor, cursor + c.batch);
-      cursor += c.batch;
       const { batch, rows, labels } = forcedBatch(model, seqs);
       const logits = await model.forward(batch, rows);
       const loss = crossEntropy(logits, labels, model.config.vocab, true);
