@@ -11,6 +11,8 @@ import { TINY_MODEL_CONFIG } from '../model';
 import { formatSftSummary, resolveSftOptions, runSft, type SftOptions } from '../train/sft';
 
 export const DEFAULT_SFT_OUT = 'models/sft-policy';
+/** `sophia sft` trains this many steps unless --steps, --epochs or the config file say otherwise (the shipped policy's). */
+export const DEFAULT_SFT_STEPS = 1500;
 
 const quiet = (): boolean => process.env.SOPHIA_QUIET === '1';
 
@@ -126,12 +128,15 @@ export function registerSft(program: Command): void {
     .option('--out <dir>', 'output folder: checkpoint, sft.json, report.html', DEFAULT_SFT_OUT)
     .option('--seed <n>', 'seed of the weights, problems, response mix and batch order', intArg(0))
     .option('--problems <n>', `training problems (default ${d.problems})`, intArg(1))
-    .option('--epochs <n>', `passes over the training problems (default ${d.epochs})`, intArg(1))
-    .option('--steps <n>', 'optimizer steps (overrides --epochs)', intArg(1))
+    .option('--epochs <n>', 'passes over the training problems (instead of --steps)', intArg(1))
+    .option('--steps <n>', `optimizer steps (default ${DEFAULT_SFT_STEPS}; overrides --epochs)`, intArg(1))
     .option('--batch <n>', `sequences per step (default ${d.batch})`, intArg(1))
     .option('--lr <x>', `peak learning rate (default ${d.lr}; ${d.warmup} warm-up steps, then cosine)`, positiveArg)
     .option('--flawed-fraction <x>', `share of flawed training responses (default ${d.flawedFraction})`, fractionArg)
     .option('--difficulty <d>', `synthetic task: easy or normal (default ${d.difficulty})`, difficultyArg)
+    .option('--census <x>', `share of images that also get a census sequence per epoch (default ${d.census})`, fractionArg)
+    .option('--grid <x>', `share of images that also get a grid sequence per epoch (default ${d.grid})`, fractionArg)
+    .option('--vision-share <x>', `share of the steps, first, on census and grid sequences only (default ${d.visionShare.toFixed(3)})`, fractionArg)
     .option('--eval <n>', `held-out problems for the greedy evaluation (default ${d.eval}; 0 = none)`, intArg(0))
     .option('--config <file>', 'JSON file of runSft options (model, warmup, weightDecay, flawedKinds, …); flags override it')
     .option('--tiny', 'the tiny CI model on the easy task, 120 steps (seconds)')
@@ -139,9 +144,10 @@ export function registerSft(program: Command): void {
       const file = typeof o.config === 'string' ? readJsonOptions(o.config, 'sft') : {};
       const flags = defined({
         out: o.out, seed: o.seed, problems: o.problems, epochs: o.epochs, steps: o.steps, batch: o.batch, lr: o.lr,
-        flawedFraction: o.flawedFraction, difficulty: o.difficulty, eval: o.eval,
+        flawedFraction: o.flawedFraction, difficulty: o.difficulty, eval: o.eval, census: o.census, grid: o.grid, visionShare: o.visionShare,
       });
-      const merged = { ...(o.tiny ? TINY_SFT : {}), ...file, ...flags };
+      const given = { ...(o.tiny ? TINY_SFT : {}), ...file, ...flags };
+      const merged = given.steps === undefined && given.epochs === undefined ? { steps: DEFAULT_SFT_STEPS, ...given } : given;
       const config = resolveSftOptions(merged);
       console.log(`sophia sft: resolved config\n${JSON.stringify(config, null, 2)}`);
       const progress = createProgressReporter({ 'eval-before': 'eval (start)', train: 'train', eval: 'eval (end)' });

@@ -64,7 +64,7 @@ function printBeforeAfter(s: RunSummary): void {
 
 /** The main job's configuration: the shipped policy and reward model, sized for ≤ 10 minutes on 2 CPU cores. */
 export const MAIN_JOB: TrainConfigInput = {
-  steps: 60, promptsPerStep: 8, groupSize: 8, maxNew: 40, evalProblems: 200, evalEvery: 10, checkpointEvery: 10,
+  steps: 80, promptsPerStep: 8, groupSize: 8, ppoEpochs: 2, miniBatches: 2, maxNew: 48, evalProblems: 500, evalEvery: 20, checkpointEvery: 20,
 };
 
 function uniqueName(runsDir: string, base: string): string {

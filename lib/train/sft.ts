@@ -29,8 +29,8 @@ export const SftOptionsSchema = z
     seed: int(0, 'seed of the weights, the problems, the response mix and the batch order'),
     model: z.record(z.string(), z.unknown()).optional().describe('model config fields over DEFAULT_MODEL_CONFIG'),
     problems: int(3000, 'training problems (train split)', 1),
-    epochs: int(3, 'passes over the training problems (a fresh gold/flawed draw per pass)', 1),
-    steps: z.number().int().min(1).optional().describe('optimizer steps; overrides epochs'),
+    epochs: int(3, 'passes over the training problems (a fresh gold/flawed draw per pass) when steps is not given', 1),
+    steps: z.number().int().min(1).optional().describe('optimizer steps (sophia sft: 1500); overrides epochs'),
     batch: int(32, 'sequences per optimizer step (bounds the activation memory)', 1),
     lr: z.number().positive().finite().default(2e-3).describe('peak learning rate'),
     warmup: int(20, 'linear warm-up steps'),
@@ -38,9 +38,9 @@ export const SftOptionsSchema = z
     weightDecay: z.number().min(0).finite().default(0.01).describe('AdamW decoupled weight decay'),
     clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
     flawedFraction: z.number().min(0).max(1).default(0.35).describe('share of training responses with flawed reasoning'),
-    census: z.number().min(0).max(1).default(0.5).describe('share of training images that also get a census sequence per epoch (every colour and shape counted: a dense visual signal)'),
-    visionSteps: int(0, 'first optimizer steps on census and grid sequences only (a vision-first curriculum; part of steps)'),
-    grid: z.number().min(0).max(1).default(0).describe('share of training images that also get a grid sequence per epoch (colour and shape letter of every 8×8 cell: a per-patch signal)'),
+    census: z.number().min(0).max(1).default(1).describe('share of training images that also get a census sequence per epoch (every colour and shape counted: a dense visual signal)'),
+    visionShare: z.number().min(0).max(0.9).default(1 / 3).describe('share of the steps, at the start, on census and grid sequences only (a vision-first curriculum)'),
+    grid: z.number().min(0).max(1).default(0.5).describe('share of training images that also get a grid sequence per epoch (colour and shape letter of every 8×8 cell: a per-patch signal)'),
     flawedKinds: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).min(1).default([...SFT_FLAWED_KINDS]).describe('perturbations drawn (uniformly) for flawed responses'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty'),
     eval: int(256, 'held-out problems (test split) for the greedy evaluation; 0 = none'),
@@ -305,11 +305,12 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
       ]).filter((q) => fits(model, q)));
     };
     let visionEpoch = 0;
-    let vdata: ForcedSequence[] = c.visionSteps > 0 ? visionData(0) : [];
+    const visionSteps = Math.floor(c.visionShare * total);
+    let vdata: ForcedSequence[] = visionSteps > 0 ? visionData(0) : [];
     let vcursor = 0;
     for (let step = 0; step < total; step++) {
       let seqs: ForcedSequence[];
-      if (step < c.visionSteps) {
+      if (step < visionSteps) {
         if (vcursor >= vdata.length) {
           vdata = visionData(++visionEpoch);
           vcursor = 0;
