@@ -11,12 +11,16 @@ function line(id: string, title: string, yLabel: string, series: LineSeries[], e
 }
 
 export function beforeAfterRows(before?: EvalMetrics, after?: EvalMetrics): (string | number)[][] {
-  const row = (name: string, k: EvalMetricKey) => [name, fmt(before?.[k]), fmt(after?.[k]), before && after ? (after[k] - before[k] >= 0 ? '+' : '') + (after[k] - before[k]).toFixed(3) : '—'];
+  const row = (name: string, k: EvalMetricKey | 'swappedAccuracy') => {
+    const b = before?.[k], a = after?.[k];
+    return [name, fmt(b), fmt(a), b !== undefined && a !== undefined ? (a - b >= 0 ? '+' : '') + (a - b).toFixed(3) : '—'];
+  };
   return [
     row('held-out accuracy', 'accuracy'),
     row('judge score of the reasoning', 'judgeScore'),
     row('wrong thinking, correct answer (rate)', 'wrongThinkingRightAnswer'),
     row('format rate', 'formatRate'),
+    ...(before?.swappedAccuracy !== undefined || after?.swappedAccuracy !== undefined ? [row('accuracy with swapped images (seeing check)', 'swappedAccuracy')] : []),
   ];
 }
 

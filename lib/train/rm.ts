@@ -30,7 +30,7 @@ export const RmOptionsSchema = z
     policy: z.string().min(1).describe('warm-started policy checkpoint folder (sophia sft) that the responses are sampled from'),
     out: z.string().min(1).describe('folder for the reward model checkpoint, rm.json and report.html'),
     seed: int(0, 'seed of the problems, the sampling, the balancing, the head and the batch order'),
-    problems: int(800, 'training problems (train split)', 1),
+    problems: int(1500, 'training problems (train split)', 1),
     samples: int(4, 'policy responses sampled per problem'),
     temperature: z.number().positive().finite().default(1).describe('sampling temperature of the policy responses'),
     flawed: int(3, 'deliberately flawed responses per problem (distinct perturbation kinds, drawn at random from those not in hard)'),
@@ -43,7 +43,7 @@ export const RmOptionsSchema = z
     binCap: z.number().int().min(1).optional().describe('most training items per 0.1 score bin (default: the median size of the non-empty bins)'),
     init: z.enum(['policy', 'random']).default('policy').describe("'policy': start from the policy's weights (its vision and reading of the task) with a fresh score head; 'random': a fresh model of config `model`"),
     model: z.record(z.string(), z.unknown()).optional().describe("model config fields of a fresh reward model (init 'random' only; default RANDOM_INIT_RM_CONFIG)"),
-    steps: int(500, 'optimizer steps', 1),
+    steps: int(1200, 'optimizer steps', 1),
     batch: int(32, 'items per optimizer step', 1),
     lr: z.number().positive().finite().default(5e-4).describe('peak learning rate'),
     warmup: int(20, 'linear warm-up steps'),
@@ -51,8 +51,8 @@ export const RmOptionsSchema = z
     weightDecay: z.number().min(0).finite().default(0.01).describe('AdamW decoupled weight decay'),
     clip: z.number().min(0).finite().default(1).describe('global gradient-norm clip; 0 = off'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty (as the policy was trained on)'),
-    eval: int(200, 'held-out problems (test split), their responses made the same way', 1),
-    evalEvery: int(250, 'held-out evaluation every K steps (and at the start and the end); 0 = start and end only'),
+    eval: int(300, 'held-out problems (test split), their responses made the same way', 1),
+    evalEvery: int(300, 'held-out evaluation every K steps (and at the start and the end); 0 = start and end only'),
     maxNew: int(96, 'new tokens per sampled response at most', 1),
   })
   .strict();

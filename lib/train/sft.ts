@@ -436,7 +436,15 @@ function sftReport(r: SftResult): Report {
             row('judge score', (e) => e.judgeScore),
             row('wrong thinking, right answer', (e) => e.wrongThinkingRightAnswer),
           ],
-        }],
+        }, ...(r.seeing ? [{
+          caption: `Does it read the image? Accuracy with each problem's own image, another problem's, a blank one, and the text-only baseline (the most common training answer per question); seeing gap ${r.seeing.seeingGap.toFixed(3)}`,
+          header: ['question kind', 'own image', 'swapped image', 'text-only'],
+          rows: [
+            ['all', r.seeing.accuracy, r.seeing.swappedAccuracy, r.seeing.textOnlyAccuracy] as (string | number)[],
+            ['all, blank image', r.seeing.blankAccuracy, NaN, NaN] as (string | number)[],
+            ...Object.entries(r.seeing.byKind).map(([k, v]) => [k, v.own, v.swapped, v.textOnly] as (string | number)[]),
+          ],
+        }] : [])],
         text: a ? a.examples.map((e) => `${e.question} → ${e.response} (outcome ${e.outcome}, judge ${e.judge})`).join('\n\n') : undefined,
       },
     ],

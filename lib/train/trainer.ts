@@ -37,6 +37,8 @@ export interface EvalMetrics {
   judgeScore: number;
   wrongThinkingRightAnswer: number;
   formatRate: number;
+  /** Accuracy when each problem is shown another problem's image (start and end of a run only). */
+  swappedAccuracy?: number;
   /** Per held-out problem (the same problems in every run): outcome and judge score, for paired comparisons. */
   outcomes?: number[];
   judges?: number[];
@@ -281,11 +283,17 @@ export class TrustGrpoTrainer {
     return out;
   }
 
-  private async evaluate(step: number): Promise<EvalMetrics> {
+  /** Held-out evaluation; at the start and the end also with swapped images (the seeing gap). */
+  private async evaluate(step: number, seeing = false): Promise<EvalMetrics> {
     this.hooks.onPhase?.(step, 'eval');
     const e = await evaluatePolicy(this.policy, this.held, { maxNew: this.config.maxNew });
     this.hooks.onEval?.(step, e);
-    return evalMetrics(e);
+    const m = evalMetrics(e);
+    if (seeing && this.held.length >= 2) {
+      const held = this.held;
+      m.swappedAccuracy = (await evaluatePolicy(this.policy, held, { maxNew: this.config.maxNew, imageFor: (_p, i) => held[(i + 1) % held.length].image })).accuracy;
+    }
+    return m;
   }
 
   private async scoreThinking(probs: SyntheticProblem[], responses: string[], outcome: Float32Array): Promise<{ thinking: Float32Array; calls: number; failures: number }> {
@@ -325,7 +333,7 @@ export class TrustGrpoTrainer {
     const c = this.config;
     const t0 = Date.now();
     if (this.startStep === 1) {
-      this.before = await this.evaluate(0);
+      this.before = await this.evaluate(0, true);
       await this.appendMetrics({ step: 0, eval: this.before } as unknown as StepMetrics);
     }
     let after: EvalMetrics | undefined;
@@ -333,14 +341,14 @@ export class TrustGrpoTrainer {
       const m = await this.step(s);
       const last = s === c.steps;
       if (last || (c.evalEvery > 0 && s % c.evalEvery === 0)) {
-        m.eval = await this.evaluate(s);
+        m.eval = await this.evaluate(s, last);
         if (last) after = m.eval;
       }
       await this.appendMetrics(m);
       this.hooks.onStep?.(m);
       if (last || (c.checkpointEvery > 0 && s % c.checkpointEvery === 0)) await this.checkpoint(s);
     }
-    if (!after && this.startStep > c.steps) after = await this.evaluate(c.steps);
+    if (!after && this.startStep > c.steps) after = await this.evaluate(c.steps, true);
     return { runDir: this.runDir, steps: c.steps, before: this.before, after, seconds: (Date.now() - t0) / 1000 };
   }
 

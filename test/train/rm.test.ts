@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TINY_MODEL_CONFIG, loadRewardModel } from '../../lib/model';
-import { createRng } from '../../lib/task';
+import { createRng, generateProblems, goldResponse } from '../../lib/task';
 import { balanceBins, resolveRmOptions, runRmTrain, type RmProgress } from '../../lib/train/rm';
 import { runSft } from '../../lib/train/sft';
 import { binCounts } from '../../lib/stats';
@@ -54,7 +54,9 @@ describe('rm train options', () => {
     [{ binCap: 0 }, /binCap/],
     [{ temperature: 'hot' }, /temperature/],
     [{ policy: '' }, /policy/],
-    [{ flawed: 20 }, /flawed must be at most 11/],
+    [{ flawed: 20 }, /flawed must be at most 10 \(the distinct perturbation kinds not in hard\)/],
+    [{ hard: ['nope'] }, /hard/],
+    [{ rankWeight: -1 }, /rankWeight/],
     [{ model: { dim: 64 } }, /model is for init 'random'/],
     [{ samples: 0, flawed: 0, gold: false }, /nothing to train on/],
     [{ stepz: 3 }, /stepz/],
@@ -74,10 +76,20 @@ describe('runRmTrain (tiny)', () => {
     const policy = path.join(tmp, 'policy');
     await runSft({ out: policy, seed: 3, model: { ...TINY_MODEL_CONFIG }, difficulty: 'easy', problems: 300, steps: 80, lr: 3e-3, eval: 0, evalBefore: false });
     const out = path.join(tmp, 'rm');
+    // RL rollouts as a run leaves them in samples.jsonl: 30 steps × 2 problems × G = 4, plus a torn
+    // line and a record whose question does not match its id (both skipped).
+    const train = generateProblems({ seed: 9, count: 60, split: 'train', difficulty: 'easy' });
+    const lines: string[] = [];
+    for (let step = 1; step <= 30; step++)
+      for (const p of [train[(2 * step) % 60], train[(2 * step + 1) % 60]])
+        for (let j = 0; j < 4; j++) lines.push(JSON.stringify({ step, id: p.id, question: p.question, response: j % 2 ? goldResponse(p) : `<think>${j}.</think><answer>${p.answer}</answer>` }));
+    lines.push(JSON.stringify({ step: 3, id: train[0].id, question: 'how many cats?', response: 'x' }));
+    fs.mkdirSync(path.join(tmp, 'run'), { recursive: true });
+    fs.writeFileSync(path.join(tmp, 'run', 'samples.jsonl'), lines.join('\n') + '\n{"step": 4, "id');
     const phases = new Set<string>();
     let last: RmProgress | undefined;
     const r = await runRmTrain({
-      policy, out, seed: 4, difficulty: 'easy', problems: 150, samples: 2, flawed: 3, steps: 150, lr: 2e-3, eval: 40, evalEvery: 50,
+      policy, out, seed: 4, difficulty: 'easy', problems: 150, samples: 2, flawed: 3, steps: 150, lr: 2e-3, eval: 40, evalEvery: 50, rollouts: [path.join(tmp, 'run')],
       onProgress: (p) => {
         phases.add(p.phase);
         last = p;
@@ -88,7 +100,21 @@ describe('runRmTrain (tiny)', () => {
     expect(last?.phase).toBe('eval');
 
     // the training data: every source present, bins capped
-    expect(Object.keys(r.sources)).toEqual(expect.arrayContaining(['policy', 'gold']));
+    expect(Object.keys(r.sources)).toEqual(expect.arrayContaining(['policy', 'gold', 'rollout', 'degenerate', 'other_scene', 'wrong_count_right_answer']));
+    expect(r.rollouts.read).toBe(240);
+    expect(r.rollouts.skipped).toBe(2);
+    expect(r.rollouts.heldOut).toBeGreaterThan(0);
+    expect(r.rollouts.heldOut).toBeLessThan(240);
+    expect(r.sources.rollout).toBeLessThanOrEqual(240 - r.rollouts.heldOut);
+    // the faithfulness probes ran on every held-out problem and on late held-out rollouts
+    const f = r.faithfulness;
+    expect(f.problems).toBe(40);
+    for (const v of [f.goldOverMiscountRightAnswer, f.goldOverOtherScene, f.goldOverDegenerate]) expect(v).toBeGreaterThanOrEqual(0);
+    expect(f.withinProblemPearson).toBeGreaterThan(0);
+    expect(f.lateRlGroups).toBeGreaterThan(0);
+    expect(Number.isFinite(f.lateRlWithinGroup)).toBe(true);
+    // trained with hard negatives, the model puts gold above the degenerate templates on average
+    expect(f.meanScore.gold).toBeGreaterThan(f.meanScore.degenerate);
     expect(r.train.after.every((n, b) => n === Math.min(r.train.before[b], r.train.cap))).toBe(true);
     expect(r.train.balanced).toBe(r.train.after.reduce((a, b) => a + b, 0));
 
