@@ -3,6 +3,7 @@
  * Pearson and Spearman correlation, and the confusion of 0.1-wide score bins.
  */
 import { SophiaError, describe } from './errors';
+import { createRng } from './random';
 
 /** Bins of the judge's grid {0, 0.1, …, 1}. */
 export const SCORE_BINS = 11;
@@ -136,18 +137,6 @@ export interface Interval {
   resamples: number;
 }
 
-/** A small seeded generator (mulberry32) so intervals are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Percentile bootstrap interval of mean(a − b) over paired observations (the same problems scored
  * under two conditions, e.g. two policies): resamples the pairs, so the shared difficulty of each
@@ -181,7 +170,7 @@ export function pairedRunsBootstrap(a: readonly ArrayLike<number>[], b: readonly
   const resamples = opts.resamples ?? 2000;
   if (!(level > 0 && level < 1)) throw new SophiaError('E_RANGE', `${fn}: level must be in (0, 1), got ${describe(level)}`);
   if (!Number.isInteger(resamples) || resamples < 10) throw new SophiaError('E_RANGE', `${fn}: resamples must be an integer >= 10, got ${describe(resamples)}`);
-  const rng = mulberry32(opts.seed ?? 0x5eed);
+  const rng = createRng(opts.seed ?? 0x5eed, 'bootstrap');
   const meanOf = (runs: readonly ArrayLike<number>[], idx: Int32Array, picks: Int32Array): number => {
     let s = 0;
     for (const r of picks) for (const i of idx) s += runs[r][i];
