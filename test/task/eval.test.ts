@@ -125,3 +125,24 @@ describe('pairedBootstrap', () => {
     expect(() => pairedBootstrap([NaN], [0])).toThrow(/x\[0\] must be a finite number/);
   });
 });
+
+test('sophia eval (runEval): a saved policy, paired intervals, a table per kind', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { saveModel } = await import('../../lib/model');
+  const { runEval, formatEval } = await import('../../lib/cli/eval');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-eval-'));
+  try {
+    await saveModel(real, dir);
+    const r = await runEval({ policy: dir, problems: 8, seed: 3, trainProblems: 50, trainSeed: 0, difficulty: 'normal', maxNew: 6, blank: true });
+    expect(r.seeing.own.n).toBe(8);
+    expect(r.seeingGapCi.estimate).toBeCloseTo(r.seeing.seeingGap, 12);
+    expect(r.seeingGapCi.lo).toBeLessThanOrEqual(r.seeingGapCi.hi);
+    const text = formatEval(r);
+    for (const s of ['accuracy, own image', 'accuracy, swapped image', 'accuracy, blank image', 'text-only baseline', 'seeing gap (own − swapped)', 'judge score', 'kind']) expect(text).toContain(s);
+    await expect(runEval({ policy: path.join(dir, 'nope'), problems: 8, seed: 3, trainProblems: 50, trainSeed: 0, difficulty: 'normal', maxNew: 6, blank: false })).rejects.toMatchObject({ code: 'E_IO' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
