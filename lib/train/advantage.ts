@@ -15,6 +15,7 @@
  */
 import { SophiaError, describe } from '../errors';
 import { groupAdvantages } from '../ops/advantages';
+import { pearson } from '../stats';
 
 export type AdvantageMode = 'paper' | 'centred' | 'skip-uniform';
 export const ADVANTAGE_MODES: readonly AdvantageMode[] = ['paper', 'centred', 'skip-uniform'];
@@ -108,16 +109,9 @@ export function withinGroupCorrelation(thinking: ArrayLike<number>, reference: A
       const i = g * G + j;
       if (!Number.isNaN(thinking[i])) (x.push(thinking[i]), y.push(reference[i]));
     }
-    if (x.length < 2) continue;
-    const mx = x.reduce((a, b) => a + b, 0) / x.length, my = y.reduce((a, b) => a + b, 0) / y.length;
-    let sxy = 0, sxx = 0, syy = 0;
-    for (let k = 0; k < x.length; k++) {
-      sxy += (x[k] - mx) * (y[k] - my);
-      sxx += (x[k] - mx) ** 2;
-      syy += (y[k] - my) ** 2;
-    }
-    if (sxx < 1e-12 || syy < 1e-12) continue;
-    sum += sxy / Math.sqrt(sxx * syy);
+    const r = pearson(x, y);
+    if (Number.isNaN(r)) continue;
+    sum += r;
     groups++;
   }
   return groups ? sum / groups : NaN;

@@ -18,7 +18,7 @@ import { promptInput, promptOf, responseText } from '../task';
 import { thinkingInput } from '../rewards/thinking';
 import { writeReport, type Report } from '../report';
 import { optionsError, lrAt, type LrSchedule } from './sft';
-import { agreement, binCounts, mean, scoreBin, SCORE_BINS, type Agreement } from '../stats';
+import { agreement, binCounts, mean, pearson, scoreBin, SCORE_BINS, type Agreement } from '../stats';
 
 const int = (d: number, desc: string, min = 0) => z.number().int().min(min).default(d).describe(desc);
 
@@ -296,15 +296,6 @@ async function evaluateRm(rm: RewardModel, examples: readonly RewardExample[]): 
   return { scores, metrics: { ...agreement(targets, scores), meanPredicted: mean(scores) } };
 }
 
-const pearsonOrNaN = (x: number[], y: number[]): number => {
-  const n = x.length;
-  if (n < 2) return NaN;
-  const mx = x.reduce((a, b) => a + b, 0) / n, my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) (sxy += (x[i] - mx) * (y[i] - my)), (sxx += (x[i] - mx) ** 2), (syy += (y[i] - my) ** 2);
-  return sxx < 1e-12 || syy < 1e-12 ? NaN : sxy / Math.sqrt(sxx * syy);
-};
-
 /**
  * The faithfulness probes on held-out problems: within-problem Pearson with the judge over the
  * problem's responses as produced; gold against a miscount that keeps the right answer, against
@@ -321,7 +312,7 @@ export async function probeFaithfulness(
     e.y.push(it.target);
     per.set(it.problem, e);
   });
-  const rs = [...per.values()].map((e) => pearsonOrNaN(e.x, e.y)).filter((r) => !Number.isNaN(r));
+  const rs = [...per.values()].map((e) => pearson(e.x, e.y)).filter((r) => !Number.isNaN(r));
   const rng = createRng(seed, 'rm/probes');
   const degenerate = problems.map((p) => degenerateResponses(p));
   const probes = problems.flatMap((p, i) => [goldResponse(p), perturb(p, 'wrong_count_right_answer', rng), perturb(p, 'other_scene', rng), ...degenerate[i]]
@@ -360,7 +351,7 @@ export async function probeFaithfulness(
     for (const g of flat) {
       const x = Array.from(lateScores.subarray(at, at + g.length));
       at += g.length;
-      const r = pearsonOrNaN(x, g.map((q) => judgeThinking(q.problem, q.response).score));
+      const r = pearson(x, g.map((q) => judgeThinking(q.problem, q.response).score));
       if (!Number.isNaN(r)) (total += r), lateRlGroups++;
     }
     lateRlWithinGroup = lateRlGroups ? total / lateRlGroups : NaN;
