@@ -143,6 +143,9 @@ export const ABLATION_VARIANTS: { name: string; config: TrainConfigInput }[] = [
   { name: 'Trust-GRPO, centred advantages (default)', config: { advantageMode: 'centred' } },
 ];
 
+/** Held-out problems of each ablation run's start and end evaluation (the same problems in every run). */
+export const ABLATION_EVAL_PROBLEMS = 1000;
+
 /** "Wrong thinking, right answer" per problem: a right answer with a judge score below 0.5. */
 const wtraOf = (e: { outcomes?: number[]; judges?: number[] }): number[] | undefined =>
   e.outcomes && e.judges ? e.outcomes.map((o, i) => (o > 0.5 && e.judges![i] < 0.5 ? 1 : 0)) : undefined;
@@ -193,7 +196,7 @@ export async function runAblation(o: { seeds: number; steps: number; name: strin
     for (let seed = 0; seed < o.seeds; seed++) {
       const name = `v${vi}-s${seed}`;
       const runDir = path.join(runsDir, name);
-      const base = { ...MAIN_JOB, ...v.config, steps: o.steps, seed, name, runsDir, evalEvery: 0, checkpointEvery: 0 };
+      const base = { ...MAIN_JOB, ...v.config, steps: o.steps, seed, name, runsDir, evalEvery: 0, checkpointEvery: 0, evalProblems: ABLATION_EVAL_PROBLEMS };
       if (!quiet()) console.log(`ablate: ${v.name}, seed ${seed}`);
       if (fs.existsSync(path.join(runDir, 'config.json'))) {
         const made = JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')) as { steps?: unknown };

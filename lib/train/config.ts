@@ -49,6 +49,7 @@ export const TrainConfigSchema = z
     schedule: z.enum(['constant', 'cosine']).default('constant').describe('learning-rate schedule after warm-up'),
     warmupSteps: z.number().int().min(0).default(0).describe('linear warm-up, in optimizer steps'),
     weightDecay: num(0, 'AdamW decoupled weight decay'),
+    freezeVision: z.boolean().default(true).describe('keep the vision tower (vis.* tensors) fixed during RL (with weightDecay 0): at RL batch sizes its gradients are mostly noise, which Adam scales to full-size steps'),
     clipNorm: num(1, 'global gradient-norm clip; 0 = off'),
     temperature: z.number().positive().default(1).describe('sampling temperature (also used in the loss)'),
     topP: z.number().gt(0).max(1).default(1).describe('nucleus sampling; 1 = off'),

@@ -477,6 +477,7 @@ export class TrustGrpoTrainer {
         this.hooks.onPhase?.(s, 'update');
         this.policy.zeroGrad();
         await this.policy.backward(logits);
+        if (c.freezeVision) this.zeroVisionGrads();
         lr = learningRate(c, this.optStep, totalOpt);
         const st = await this.policy.step({ lr, weightDecay: c.weightDecay, clipNorm: c.clipNorm });
         this.optStep++;
@@ -535,6 +536,15 @@ export class TrustGrpoTrainer {
       rmCalls: calls,
       rmFailures: failures,
     };
+  }
+
+  /** Zeroes the gradients of the vision tower, so AdamW (fresh moments, no weight decay on them) leaves it as it is. */
+  private zeroVisionGrads(): void {
+    const vision = this.policy.tensors.filter((t) => t.name.startsWith('vis.'));
+    if (vision.length === 0) return;
+    const g = this.policy.getState('grads');
+    for (const t of vision) g.fill(0, t.offset, t.offset + t.size);
+    this.policy.setState('grads', g);
   }
 
   /** Frees the models. */

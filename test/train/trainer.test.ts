@@ -87,6 +87,25 @@ test.each(['paper', 'centred'] as const)('a step: rewards, γ, advantages (%s) a
   expect(fs.existsSync(path.join(dir, 'checkpoints', 'latest.json'))).toBe(true);
 });
 
+test.each([true, false])('freezeVision %s: the decoder moves; the vision tower moves only when not frozen', async (freezeVision) => {
+  const name = `freeze-${freezeVision}`;
+  const trainer = await TrustGrpoTrainer.create(base(name, { steps: 2, evalEvery: 0, checkpointEvery: 0, freezeVision, klCoef: 0 }));
+  await trainer.run();
+  trainer.dispose();
+  const { loadPolicy } = await import('../../lib/model');
+  const latest = JSON.parse(fs.readFileSync(path.join(root, 'runs', name, 'checkpoints', 'latest.json'), 'utf8')) as { dir: string };
+  const after = await loadPolicy(path.join(root, 'runs', name, 'checkpoints', latest.dir));
+  const before = await loadPolicy(policyDir);
+  const a = after.getState('params'), b = before.getState('params');
+  const moved = (prefix: (n: string) => boolean) =>
+    after.tensors.filter((t) => prefix(t.name)).reduce((m, t) => Math.max(m, ...Array.from(a.subarray(t.offset, t.offset + t.size), (v, i) => Math.abs(v - b[t.offset + i]))), 0);
+  expect(moved((n) => !n.startsWith('vis.'))).toBeGreaterThan(1e-5);
+  if (freezeVision) expect(moved((n) => n.startsWith('vis.'))).toBe(0);
+  else expect(moved((n) => n.startsWith('vis.'))).toBeGreaterThan(1e-5);
+  after.dispose();
+  before.dispose();
+});
+
 test('kill and resume gives the metrics of an uninterrupted run', async () => {
   const whole = await TrustGrpoTrainer.create(base('whole'));
   await whole.run();
