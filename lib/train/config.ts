@@ -25,7 +25,7 @@ export const TrainConfigSchema = z
     clipHigh: num(0.2, 'PPO clip: ratio ≤ 1 + clipHigh'),
     dualClip: num(0, 'dual clip c > 1 for negative advantages; 0 = off'),
     klType: z.enum(['k1', 'k2', 'k3']).default('k3').describe('KL estimator against the frozen reference policy'),
-    klCoef: num(0.04, 'KL coefficient (the paper: 0.04); 0 = no reference policy'),
+    klCoef: num(0.1, 'KL coefficient (the paper: 0.04; 0.1 here keeps the small policy near its SFT start); 0 = no reference policy'),
     entropyCoef: num(0, 'entropy bonus (the released config: 1e-3)'),
     lossAgg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm']).default('token-mean').describe('loss aggregation'),
     advantageScale: z.enum(['group', 'batch', 'none']).default('group').describe('advantage normalisation: group std, batch std, or none'),
@@ -45,7 +45,7 @@ export const TrainConfigSchema = z
       })
       .default({ source: 'embedded' }),
     policy: z.string().optional().describe('warm-started policy folder (default: the shipped models/sft-policy)'),
-    lr: z.number().positive().default(2e-4).describe('peak learning rate'),
+    lr: z.number().positive().default(3e-5).describe('peak learning rate'),
     schedule: z.enum(['constant', 'cosine']).default('constant').describe('learning-rate schedule after warm-up'),
     warmupSteps: z.number().int().min(0).default(0).describe('linear warm-up, in optimizer steps'),
     weightDecay: num(0, 'AdamW decoupled weight decay'),
