@@ -43,7 +43,8 @@ const strip = (m: StepMetrics) => {
 };
 
 test.each(['paper', 'centred'] as const)('a step: rewards, γ, advantages (%s) and the policy loss agree with hand computation', async (advantageMode) => {
-  const trainer = await TrustGrpoTrainer.create(base(`hand-${advantageMode}`, { steps: 1, evalEvery: 0, checkpointEvery: 0, advantageMode }));
+  // one epoch, one mini-batch: the whole step is on-policy
+  const trainer = await TrustGrpoTrainer.create(base(`hand-${advantageMode}`, { steps: 1, evalEvery: 0, checkpointEvery: 0, advantageMode, ppoEpochs: 1, miniBatches: 1 }));
   await trainer.run();
   trainer.dispose();
   const dir = path.join(root, 'runs', `hand-${advantageMode}`);
