@@ -247,6 +247,10 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     const prompts = problems.map((p) => promptInput(model, p).tokens as Int32Array);
     const censusPrompt = model.tokenizer.encode(`<image>${CENSUS_QUESTION}`);
     const gridPrompt = model.tokenizer.encode(`<image>${GRID_QUESTION}`);
+    // One letter per patch of the model: a patch covers patch × (width / imageSize) image pixels
+    // (for a model whose patches are coarser than the scene's grid, the last shape in a patch names it).
+    const gridTokens = (p: SyntheticProblem): Int32Array =>
+      responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize)));
     const heldOut: ForcedSequence[] = evalProblems
       .map((p) => ({ prompt: promptInput(model, p).tokens as Int32Array, response: responseTokens(model, goldResponse(p)), image: p.image }))
       .filter((s) => fits(model, s));
@@ -265,7 +269,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
           if (fits(model, census)) out.push(census);
         }
         if (c.grid > 0 && rng() < c.grid) {
-          const grid = { prompt: gridPrompt, response: responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize))), image: p.image };
+          const grid = { prompt: gridPrompt, response: gridTokens(p), image: p.image };
           if (fits(model, grid)) out.push(grid);
         }
       });
@@ -301,7 +305,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
       const rng = createRng(c.seed, `sft/vision/${e}`);
       return shuffled(rng, problems.flatMap((p) => [
         { prompt: censusPrompt, response: responseTokens(model, censusResponse(p.scene)), image: p.image },
-        { prompt: gridPrompt, response: responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize))), image: p.image },
+        { prompt: gridPrompt, response: gridTokens(p), image: p.image },
       ]).filter((q) => fits(model, q)));
     };
     let visionEpoch = 0;
