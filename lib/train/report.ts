@@ -59,9 +59,12 @@ export async function writeRunReport(runDir: string): Promise<string> {
           { name: 'all-same-outcome groups', x, y: steps.map((m) => m.uniformGroups ?? NaN) },
           { name: 'their share of |advantage|', x, y: steps.map((m) => m.uniformAdvShare ?? NaN) },
         ], { yRange: [0, 1], smooth: 5 }),
-        line('rt-judge', 'Within-group correlation of the thinking reward with the judge', 'Pearson r', [
-          { name: 'mean over groups', x, y: steps.map((m) => m.thinkingJudgeCorr ?? NaN) },
-        ], { smooth: 5 }),
+        // Only where some group had both Rt and the judge varying (else there is nothing to draw).
+        ...(steps.some((m) => Number.isFinite(m.thinkingJudgeCorr))
+          ? [line('rt-judge', 'Within-group correlation of the thinking reward with the judge', 'Pearson r', [
+            { name: 'mean over groups', x, y: steps.map((m) => m.thinkingJudgeCorr ?? NaN) },
+          ], { smooth: 5 })]
+          : []),
         {
           kind: 'scatter', id: 'rm-vs-judge', title: 'Thinking reward against the judge\'s score (every rollout)', xLabel: 'judge score', yLabel: 'thinking reward',
           points: sampled.filter((_s, i) => i % stride === 0).map((s) => ({ x: s.judge, y: s.thinking as number, group: s.outcome >= 0.5 ? 'right answer' : 'wrong answer' })), diagonal: true,

@@ -150,14 +150,18 @@ test('the run report is one self-contained file with every chart', async () => {
   const { writeRunReport } = await import('../../lib/train/report');
   const file = await writeRunReport(path.join(root, 'runs', 'whole'));
   const html = fs.readFileSync(file, 'utf8');
-  for (const id of ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rt-judge', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'])
-    expect(html).toMatch(new RegExp(`<svg[^>]*id="${id}"`));
+  for (const id of await runCharts()) expect(html).toMatch(new RegExp(`<svg[^>]*id="${id}"`));
   expect(html).not.toMatch(/<script[^>]*src=|https?:\/\/(?!www\.w3\.org)/);
   expect(html).not.toMatch(/NaN|undefined/);
   expect(html).toContain('held-out accuracy');
 });
 
-const RUN_CHARTS = ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rt-judge', 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
+/** The run report's charts; 'rt-judge' only when some group had both Rt and the judge varying. */
+async function runCharts(): Promise<string[]> {
+  const metrics = await readMetrics(path.join(root, 'runs', 'whole'));
+  const corr = metrics.some((m) => Number.isFinite(m.thinkingJudgeCorr));
+  return ['outcome', 'thinking', 'gamma', 'weight', 'uniform', ...(corr ? ['rt-judge'] : []), 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
+}
 const ABLATION_CHARTS = ['abl-outcome', 'abl-thinking', 'abl-gamma', 'abl-final', 'abl-eval-accuracy', 'abl-eval-judge', 'abl-eval-wtra'];
 
 async function ablationReport(): Promise<string> {
@@ -191,11 +195,11 @@ const chromium = findChromium();
 if (!chromium.bin) console.log(`trainer.test: Chromium render check skipped: ${chromium.why}`);
 (chromium.bin ? describe : describe.skip)('reports render in headless Chromium', () => {
   test.each([
-    ['run report', RUN_CHARTS, async () => (await import('../../lib/train/report')).writeRunReport(path.join(root, 'runs', 'whole'))],
-    ['ablation report', ABLATION_CHARTS, ablationReport],
+    ['run report', runCharts, async () => (await import('../../lib/train/report')).writeRunReport(path.join(root, 'runs', 'whole'))],
+    ['ablation report', async () => ABLATION_CHARTS, ablationReport],
   ])('%s: every chart is laid out and draws its data', async (_name, ids, make) => {
     const charts = renderCharts(chromium.bin!, await make());
-    expect(charts.map((c) => c.id).sort()).toEqual([...ids].sort());
+    expect(charts.map((c) => c.id).sort()).toEqual([...(await ids())].sort());
     for (const c of charts) {
       const msg = `chart ${c.id}: ${JSON.stringify(c)}`;
       if (!(c.width > 200 && c.height > 100)) throw new Error(`${msg}: not laid out`);
