@@ -47,3 +47,4 @@ export * from './model';
 export * from './task';
 export * from './report';
 export * from './serve';
+export { pairedBootstrap, pairedRunsBootstrap, type Interval } from './stats';
