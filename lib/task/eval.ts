@@ -173,6 +173,9 @@ export function textOnlyBaseline(train: readonly SyntheticProblem[], problems: r
 /** The held-out problems (test split) every run, evaluation and seed shares, so that results compare. */
 export const EVAL_SEED = 1000;
 
+/** The swapped-image probe: problem i is shown problem i + 1's image (another random scene). */
+export const swappedImages = (problems: readonly SyntheticProblem[]) => (_p: SyntheticProblem, i: number): RgbImage => problems[(i + 1) % problems.length].image;
+
 /** A black image of the same size: the "no picture" probe. */
 export const blankImage = (im: RgbImage): RgbImage => ({ width: im.width, height: im.height, data: new Uint8Array(im.data.length) });
 
@@ -219,7 +222,7 @@ export async function evaluateSeeing(model: VisionLanguageModel, problems: reado
   const total = withBlank ? 3 : 2;
   const own = await evaluatePolicy(model, problems, evalOpts);
   onProgress?.(1, total);
-  const swapped = await evaluatePolicy(model, problems, { ...evalOpts, imageFor: (_p, i) => problems[(i + 1) % n].image });
+  const swapped = await evaluatePolicy(model, problems, { ...evalOpts, imageFor: swappedImages(problems) });
   onProgress?.(2, total);
   const blank = withBlank ? await evaluatePolicy(model, problems, { ...evalOpts, imageFor: (p) => blankImage(p.image) }) : undefined;
   if (withBlank) onProgress?.(3, total);

@@ -10,11 +10,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { SophiaError, describe } from '../errors';
-import { createRng, degenerateResponses, flawedResponses, generateProblems, goldResponse, hashString, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
+import {
+  createRng, degenerateResponses, flawedResponses, generateProblems, goldResponse, hashString, judgeThinking, perturb, promptInput, promptOf, responseText,
+  PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem,
+} from '../task';
 import { shuffled } from '../random';
-import { judgeThinking } from '../task';
 import { RewardModel, loadPolicy, rewardModelFromPolicy, saveModel, writeFileAtomic, type ModelConfig, type RewardExample, type VisionLanguageModel } from '../model';
-import { promptInput, promptOf, responseText } from '../task';
 import { thinkingInput } from '../rewards/thinking';
 import { writeReport, type Report } from '../report';
 import { optionsError, lrAt, type LrSchedule } from './sft';
@@ -58,6 +59,9 @@ export const RmOptionsSchema = z
   .strict();
 
 export type RmConfig = z.infer<typeof RmOptionsSchema>;
+
+/** The perturbation kinds `flawed` draws from: all but gold and those every problem gets anyway (`hard`). */
+const drawableKinds = (c: Pick<RmConfig, 'hard'>): PerturbationKind[] => PERTURBATION_KINDS.filter((k) => k !== 'gold' && !c.hard.includes(k));
 
 export interface RmProgress {
   phase: 'sample' | 'eval-before' | 'train' | 'eval';
@@ -155,7 +159,7 @@ export function resolveRmOptions(input: unknown): RmConfig {
   const c = r.data;
   if (c.init === 'policy' && c.model !== undefined) throw new SophiaError('E_CONFIG', "rm train: model is for init 'random'; with init 'policy' the reward model takes the policy's architecture");
   if (c.samples + c.flawed + (c.gold ? 1 : 0) === 0) throw new SophiaError('E_CONFIG', 'rm train: samples, flawed and gold are all off: there is nothing to train on');
-  const drawable = PERTURBATION_KINDS.filter((k) => k !== 'gold' && !c.hard.includes(k)).length;
+  const drawable = drawableKinds(c).length;
   if (c.flawed > drawable) throw new SophiaError('E_CONFIG', `rm train: flawed must be at most ${drawable} (the distinct perturbation kinds not in hard), got ${c.flawed}`);
   return c;
 }
@@ -193,7 +197,7 @@ async function collect(
         out.push({ problem: p, source, response, reasoning: thinkingInput(response, 'paper'), target: judgeThinking(p, response).score });
       };
       for (const r of sampled[j]) add('policy', r);
-      const kinds = shuffled(rng, PERTURBATION_KINDS.filter((k) => k !== 'gold' && !c.hard.includes(k))).slice(0, c.flawed);
+      const kinds = shuffled(rng, drawableKinds(c)).slice(0, c.flawed);
       for (const k of c.hard) kinds.push(k);
       if (kinds.length) for (const f of flawedResponses(p, rng, { kinds })) add(f.kind, f.response);
       if (c.gold) add('gold', goldResponse(p));
@@ -237,31 +241,27 @@ export function readRollouts(sources: readonly string[], difficulty: 'easy' | 'n
       throw new SophiaError('E_IO', `rm train: cannot read rollouts ${file}: ${(err as Error).message}`, { cause: err });
     }
     const lines = text.split('\n').filter((l) => l.trim());
-    const recs: { step: number; id: string; question: string; response: string }[] = [];
+    // Each record with its stream key (id prefix and seed) and index in that stream.
+    const recs: { step: number; id: string; question: string; response: string; key: string; index: number }[] = [];
     for (const l of lines) {
       try {
         const r = JSON.parse(l) as Record<string, unknown>;
-        if (typeof r.id === 'string' && typeof r.response === 'string' && typeof r.question === 'string' && typeof r.step === 'number') recs.push(r as never);
+        const m = typeof r.id === 'string' ? /^(.+)-train-(\d+)-(\d+)$/.exec(r.id) : null;
+        if (m && typeof r.response === 'string' && typeof r.question === 'string' && typeof r.step === 'number') recs.push({ step: r.step, id: r.id as string, question: r.question, response: r.response, key: `${m[1]}|${m[2]}`, index: Number(m[3]) });
         else skipped++;
       } catch {
         skipped++;
       }
     }
     const need = new Map<string, number>();
-    for (const r of recs) {
-      const m = /^(.+)-train-(\d+)-(\d+)$/.exec(r.id);
-      if (!m) continue;
-      const key = `${m[1]}|${m[2]}`;
-      need.set(key, Math.max(need.get(key) ?? 0, Number(m[3]) + 1));
-    }
+    for (const r of recs) need.set(r.key, Math.max(need.get(r.key) ?? 0, r.index + 1));
     for (const [key, count] of need) {
       if ((bySeed.get(key)?.length ?? 0) >= count) continue;
       const [idPrefix, seed] = key.split('|');
       bySeed.set(key, generateProblems({ seed: Number(seed), count, split: 'train', difficulty, idPrefix }));
     }
     for (const r of recs) {
-      const m = /^(.+)-train-(\d+)-(\d+)$/.exec(r.id);
-      const p = m ? bySeed.get(`${m[1]}|${m[2]}`)?.[Number(m[3])] : undefined;
+      const p = bySeed.get(r.key)?.[r.index];
       if (!p || p.id !== r.id || p.question !== r.question) {
         skipped++;
         continue;
@@ -343,7 +343,9 @@ export async function probeFaithfulness(
     const groups = new Map<string, Rollout[]>();
     for (const r of late) {
       const key = `${r.step}|${r.problem.id}`;
-      groups.set(key, [...(groups.get(key) ?? []), r]);
+      const g = groups.get(key);
+      if (g) g.push(r);
+      else groups.set(key, [r]);
     }
     const flat = [...groups.values()].filter((g) => g.length >= 2);
     const lateScores = await rm.scoreTexts(flat.flat().map((r) => ({ question: promptOf(r.problem), reasoning: thinkingInput(r.response, 'paper'), image: r.problem.image })));

@@ -249,6 +249,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     const gridPrompt = model.tokenizer.encode(`<image>${GRID_QUESTION}`);
     // One letter per patch of the model: a patch covers patch × (width / imageSize) image pixels
     // (for a model whose patches are coarser than the scene's grid, the last shape in a patch names it).
+    const censusTokens = (p: SyntheticProblem): Int32Array => responseTokens(model, censusResponse(p.scene));
     const gridTokens = (p: SyntheticProblem): Int32Array =>
       responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize)));
     const heldOut: ForcedSequence[] = evalProblems
@@ -265,7 +266,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
         if (fits(model, s)) out.push(s);
         else if (e === 0) skipped++;
         if (c.census > 0 && rng() < c.census) {
-          const census = { prompt: censusPrompt, response: responseTokens(model, censusResponse(p.scene)), image: p.image };
+          const census = { prompt: censusPrompt, response: censusTokens(p), image: p.image };
           if (fits(model, census)) out.push(census);
         }
         if (c.grid > 0 && rng() < c.grid) {
@@ -304,7 +305,7 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     const visionData = (e: number): ForcedSequence[] => {
       const rng = createRng(c.seed, `sft/vision/${e}`);
       return shuffled(rng, problems.flatMap((p) => [
-        { prompt: censusPrompt, response: responseTokens(model, censusResponse(p.scene)), image: p.image },
+        { prompt: censusPrompt, response: censusTokens(p), image: p.image },
         { prompt: gridPrompt, response: gridTokens(p), image: p.image },
       ]).filter((q) => fits(model, q)));
     };

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SophiaError, describe } from '../errors';
 import { encodePng } from '../data/images';
-import { EVAL_SEED, generateProblems, type SyntheticProblem } from '../task';
+import { EVAL_SEED, generateProblems, swappedImages, type SyntheticProblem } from '../task';
 import { judgeThinking } from '../task';
 import { VisionLanguageModel } from '../model/model';
 import { RewardModel, rewardModelFromPolicy } from '../model/reward';
@@ -290,8 +290,7 @@ export class TrustGrpoTrainer {
     this.hooks.onEval?.(step, e);
     const m = evalMetrics(e);
     if (seeing && this.held.length >= 2) {
-      const held = this.held;
-      m.swappedAccuracy = (await evaluatePolicy(this.policy, held, { maxNew: this.config.maxNew, imageFor: (_p, i) => held[(i + 1) % held.length].image })).accuracy;
+      m.swappedAccuracy = (await evaluatePolicy(this.policy, this.held, { maxNew: this.config.maxNew, imageFor: swappedImages(this.held) })).accuracy;
     }
     return m;
   }
