@@ -185,3 +185,30 @@ test('the example in examples/score scores as its README says', async () => {
   expect(summary.thinkingRequested).toBe(8);
   expect(rm.requests.filter((r) => Array.isArray(r.body.messages[1].content))).toHaveLength(4); // square.png went with group 1
 });
+
+test('no score back at all: the CLI says so on stderr and exits non-zero; some missing: a warning', async () => {
+  const run = async (rows: Record<string, unknown>[]): Promise<{ err: string; code: typeof process.exitCode }> => {
+    const data = writeRollouts(rows);
+    const errs: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    const error = jest.spyOn(console, 'error').mockImplementation((...args: unknown[]) => void errs.push(args.join(' ')));
+    const saved = process.exitCode;
+    try {
+      const program = new Command().exitOverride();
+      registerScore(program);
+      await program.parseAsync(['score', '--data', data, '--rm-url', rm.url, '--rm-model', 'm', '--group-size', '4', '--step', '0', '--total-steps', '10', '--out', path.join(dir, 'o.jsonl'), '--no-progress', '--max-retries', '0'], { from: 'user' });
+      return { err: errs.join('\n'), code: process.exitCode };
+    } finally {
+      process.exitCode = saved;
+      log.mockRestore();
+      error.mockRestore();
+    }
+  };
+  const garbage = ROLLOUTS.slice(0, 4).map(([line]) => ({ ...line, response: think('case=garbage', '1') }));
+  const none = await run(garbage);
+  expect(none.code).toBe(1);
+  expect(none.err).toMatch(/error: none of the 4 thinking scores .* came back \(unparseable 4\)/);
+  const some = await run(ROLLOUTS.slice(4, 8).map(([line]) => line));
+  expect(some.code).not.toBe(1);
+  expect(some.err).toMatch(/warning: 1 of 4 thinking scores are missing \(unparseable 1\)/);
+});

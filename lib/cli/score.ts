@@ -16,6 +16,7 @@ import {
   OpenAIThinkingReward, THINKING_FAILURES, listModels, thinkingInput,
   type ThinkingFailure, type ThinkingItem, type ThinkingReward,
 } from '../rewards/thinking';
+import type { ScoreFormat } from '../rewards/extract';
 
 export interface ScoreOptions {
   /** JSONL rollouts: { prompt, response, answer, problem_type, image? } per line, G consecutive lines per group. */
@@ -44,6 +45,8 @@ export interface ScoreOptions {
   concurrency?: number;
   timeoutMs?: number;
   maxRetries?: number;
+  /** How replies are read: 'strict' (default) or 'reference' (see OpenAIThinkingRewardOptions.scoreFormat). */
+  scoreFormat?: ScoreFormat;
   /** Folder that relative `image` paths are under (default: the data file's folder). */
   imageBase?: string;
   /** Show a progress bar on stderr (default: when stderr is a terminal). */
@@ -154,7 +157,7 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
     const model = opts.rmModel ?? (await listModels(opts.rmUrl, { apiKey: opts.apiKey }))[0];
     rm = new OpenAIThinkingReward({
       baseUrl: opts.rmUrl, model, apiKey: opts.apiKey,
-      concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, maxRetries: opts.maxRetries,
+      concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, maxRetries: opts.maxRetries, scoreFormat: opts.scoreFormat,
     });
   }
   const rmBefore = rm.stats;
@@ -282,6 +285,8 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
 }
 
 /** The closing table of `sophia score`. */
+const failedText = (s: ScoreSummary): string => Object.entries(s.rmFailed).map(([r, n]) => `${r} ${n}`).join(', ') || 'no reason recorded';
+
 export function formatScoreSummary(s: ScoreSummary): string {
   const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
   const failed = Object.entries(s.rmFailed);
@@ -331,6 +336,7 @@ export function registerScore(program: Command): void {
     .option('--concurrency <n>', 'reward-model requests in flight', intArg(1), 8)
     .option('--timeout-ms <ms>', 'time for one reward-model request', intArg(1), 60_000)
     .option('--max-retries <n>', 'retries per reward-model request', intArg(0), 3)
+    .option('--score-format <format>', "how replies are read: 'strict' (<answer>x</answer>, \\boxed{x} or a bare x in [0, 1]; anything else is a failure) or 'reference' (the reference code's extractor chain, clamped)", 'strict')
     .option('--image-base <dir>', 'folder of relative image paths (default: the data file folder)')
     .option('--no-progress', 'no progress bar')
     .action(async (o: Record<string, unknown>) => {
@@ -339,8 +345,16 @@ export function registerScore(program: Command): void {
         groupSize: o.groupSize as number, step: o.step as number, totalSteps: o.totalSteps as number | undefined,
         T: o.annealSteps as number | undefined, alpha: o.alpha as number, mode: o.mode as Mode,
         concurrency: o.concurrency as number, timeoutMs: o.timeoutMs as number, maxRetries: o.maxRetries as number,
+        scoreFormat: o.scoreFormat as ScoreFormat,
         imageBase: o.imageBase as string | undefined, progress: o.progress === false ? false : undefined,
       });
       console.log(`sophia score: wrote ${o.out}\n${formatScoreSummary(summary)}`);
+      const missing = summary.thinkingRequested - summary.thinkingScored;
+      if (summary.thinkingRequested > 0 && summary.thinkingScored === 0) {
+        console.error(`sophia score: error: none of the ${summary.thinkingRequested} thinking scores asked of ${o.rmUrl} came back (${failedText(summary)}); every thinking_reward in ${o.out} is null`);
+        process.exitCode = 1;
+      } else if (missing > 0) {
+        console.error(`sophia score: warning: ${missing} of ${summary.thinkingRequested} thinking scores are missing (${failedText(summary)}); their thinking_reward is null`);
+      }
     });
 }

@@ -7,7 +7,7 @@ export {
   registerOutcomeReward, unregisterOutcomeReward, outcomeRewardTypes,
   type Mode, type OutcomeInput, type OutcomeOptions, type CustomRewardInput, type CustomOutcomeReward,
 } from './outcome';
-export { extractThinkingScore } from './extract';
+export { extractThinkingScore, parseThinkingScore, type ScoreFormat } from './extract';
 export {
   OpenAIThinkingReward, thinkingInput, chatCompletionsUrl, listModels, THINKING_FAILURES,
   type ThinkingItem, type ThinkingReward, type ThinkingRewardStats, type ThinkingFailure, type OpenAIThinkingRewardOptions,

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { SophiaError, describe } from '../errors';
 import { toPng } from '../data/images';
-import { extractThinkingScore } from './extract';
+import { extractThinkingScore, parseThinkingScore, type ScoreFormat } from './extract';
 import type { Mode } from './outcome';
 import { fillThinkingPrompt } from './prompt';
 
@@ -22,12 +22,14 @@ export type ThinkingFailure =
   | 'http_429' // rate limited past the retries or past maxRetryAfterMs
   | 'http_5xx' // server error past the retries
   | 'http_4xx' // rejected (bad key, unknown model, …): not retried
+  | 'http_3xx' // a redirect: not followed (a POST redirected is not a score), not retried
   | 'bad_json' // the body is not JSON
   | 'bad_response' // JSON without choices[0].message.content, or a body over maxResponseBytes
-  | 'unparseable'; // the content holds no score
+  | 'unparseable' // the content holds no score in the expected form
+  | 'out_of_range'; // the content's score lies outside [0, 1]
 
 export const THINKING_FAILURES: readonly ThinkingFailure[] = [
-  'timeout', 'network', 'http_429', 'http_5xx', 'http_4xx', 'bad_json', 'bad_response', 'unparseable',
+  'timeout', 'network', 'http_429', 'http_5xx', 'http_4xx', 'http_3xx', 'bad_json', 'bad_response', 'unparseable', 'out_of_range',
 ];
 
 export interface ThinkingRewardStats {
@@ -87,6 +89,12 @@ export interface OpenAIThinkingRewardOptions {
   maxTokens?: number;
   /** Scores kept for identical items (default 10000; 0 turns the cache off). */
   cacheSize?: number;
+  /**
+   * How a reply is read: 'strict' (default) takes only `<answer>x</answer>`, `\boxed{x}` or a bare
+   * number, with x in [0, 1], and counts anything else as a failure (unparseable, out_of_range);
+   * 'reference' runs the reference code's extractor chain and clamps (extractThinkingScore).
+   */
+  scoreFormat?: ScoreFormat;
   /** Receives one line per retry and per failure. */
   log?: (line: string) => void;
 }
@@ -164,7 +172,8 @@ const emptyCounts = (): Record<ThinkingFailure, number> =>
 export class OpenAIThinkingReward implements ThinkingReward {
   readonly url: string;
   readonly model: string;
-  private readonly opts: Required<Omit<OpenAIThinkingRewardOptions, 'apiKey' | 'maxTokens' | 'log' | 'baseUrl' | 'model'>>;
+  private readonly opts: Required<Omit<OpenAIThinkingRewardOptions, 'apiKey' | 'maxTokens' | 'log' | 'baseUrl' | 'model' | 'scoreFormat'>>;
+  readonly scoreFormat: ScoreFormat;
   private readonly maxTokens?: number;
   private readonly log: (line: string) => void;
   readonly #apiKey: string | undefined;
@@ -200,6 +209,10 @@ export class OpenAIThinkingReward implements ThinkingReward {
       throw new SophiaError('E_CONFIG', `OpenAIThinkingReward: log must be a function, got ${describe(options.log)}`);
     }
     this.log = options.log ?? (() => {});
+    if (options.scoreFormat !== undefined && options.scoreFormat !== 'strict' && options.scoreFormat !== 'reference') {
+      throw new SophiaError('E_CONFIG', `OpenAIThinkingReward: scoreFormat must be 'strict' or 'reference', got ${describe(options.scoreFormat)}`);
+    }
+    this.scoreFormat = options.scoreFormat ?? 'strict';
     this.gate = new Semaphore(this.opts.concurrency);
   }
 
@@ -309,12 +322,13 @@ export class OpenAIThinkingReward implements ThinkingReward {
     try {
       const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
       if (this.#apiKey) headers.authorization = `Bearer ${this.#apiKey}`;
-      const res = await fetch(this.url, { method: 'POST', headers, body, signal: abort.signal });
+      const res = await fetch(this.url, { method: 'POST', headers, body, signal: abort.signal, redirect: 'manual' });
       const text = await this.readBody(res);
       if (text === null) return { ok: false, reason: 'bad_response', retryable: true, detail: `reply over ${this.opts.maxResponseBytes} bytes` };
       if (res.status === 429) return { ok: false, reason: 'http_429', retryable: true, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
       if (res.status >= 500) return { ok: false, reason: 'http_5xx', retryable: true, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')), detail: `HTTP ${res.status}` };
       if (res.status === 408) return { ok: false, reason: 'timeout', retryable: true };
+      if (res.status >= 300 && res.status < 400) return { ok: false, reason: 'http_3xx', retryable: false, detail: `HTTP ${res.status} to ${res.headers.get('location') ?? '(no location)'}` };
       if (res.status < 200 || res.status >= 300) return { ok: false, reason: 'http_4xx', retryable: false, detail: `HTTP ${res.status} ${text.slice(0, 200)}` };
       let json: unknown;
       try {
@@ -324,9 +338,14 @@ export class OpenAIThinkingReward implements ThinkingReward {
       }
       const content = (json as { choices?: { message?: { content?: unknown } }[] })?.choices?.[0]?.message?.content;
       if (typeof content !== 'string') return { ok: false, reason: 'bad_response', retryable: true, detail: 'no choices[0].message.content' };
-      const score = extractThinkingScore(content);
-      if (Number.isNaN(score)) return { ok: false, reason: 'unparseable', retryable: false, detail: JSON.stringify(content.slice(0, 80)) };
-      return { ok: true, score };
+      if (this.scoreFormat === 'reference') {
+        const score = extractThinkingScore(content);
+        if (Number.isNaN(score)) return { ok: false, reason: 'unparseable', retryable: false, detail: JSON.stringify(content.slice(0, 80)) };
+        return { ok: true, score };
+      }
+      const parsed = parseThinkingScore(content);
+      if (parsed.problem) return { ok: false, reason: parsed.problem, retryable: false, detail: JSON.stringify(content.slice(0, 80)) };
+      return { ok: true, score: parsed.score };
     } catch {
       return abort.signal.aborted ? { ok: false, reason: 'timeout', retryable: true } : { ok: false, reason: 'network', retryable: true };
     } finally {

@@ -42,6 +42,7 @@ export const TrainConfigSchema = z
         url: z.string().optional().describe('http: base URL of an OpenAI-compatible reward server'),
         model: z.string().optional().describe('http: model name (default: the first the server lists)'),
         apiKey: z.string().optional().describe('http: bearer key (default: $SOPHIA_RM_API_KEY)'),
+        scoreFormat: z.enum(['strict', 'reference']).optional().describe("http: how replies are read: 'strict' (default: <answer>x</answer>, \\boxed{x} or a bare x in [0, 1], anything else a failure) or 'reference' (the reference code's extractor chain, clamped)"),
       })
       .default({ source: 'embedded' }),
     policy: z.string().optional().describe('warm-started policy folder (default: the shipped models/sft-policy)'),

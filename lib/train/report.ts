@@ -59,6 +59,12 @@ export async function writeRunReport(runDir: string): Promise<string> {
           { name: 'all-same-outcome groups', x, y: steps.map((m) => m.uniformGroups ?? NaN) },
           { name: 'their share of |advantage|', x, y: steps.map((m) => m.uniformAdvShare ?? NaN) },
         ], { yRange: [0, 1], smooth: 5 }),
+        // Only when the thinking reward was asked for at all.
+        ...(steps.some((m) => m.rmCalls > 0)
+          ? [line('rm-failed', 'Share of thinking-reward scores missing (failed calls), per step', 'share', [
+            { name: 'missing', x, y: steps.map((m) => (m.rmCalls > 0 ? m.rmFailures / m.rmCalls : NaN)) },
+          ], { yRange: [0, 1] })]
+          : []),
         // Only where some group had both Rt and the judge varying (else there is nothing to draw).
         ...(steps.some((m) => Number.isFinite(m.thinkingJudgeCorr))
           ? [line('rt-judge', 'Within-group correlation of the thinking reward with the judge', 'Pearson r', [

@@ -257,7 +257,7 @@ export class TrustGrpoTrainer {
     const t = this.config.thinking;
     if (t.source === 'none') return null;
     if (t.source === 'http') {
-      return new OpenAIThinkingReward({ baseUrl: t.url!, model: t.model ?? 'sophia-thinking-rm', apiKey: t.apiKey ?? process.env.SOPHIA_RM_API_KEY ?? '' });
+      return new OpenAIThinkingReward({ baseUrl: t.url!, model: t.model ?? 'sophia-thinking-rm', apiKey: t.apiKey ?? process.env.SOPHIA_RM_API_KEY ?? '', scoreFormat: t.scoreFormat });
     }
     const dir = t.checkpoint ?? defaultRewardDir();
     if (t.source === 'untrained') {
@@ -401,6 +401,10 @@ export class TrustGrpoTrainer {
       outcome[i] = await outcomeReward({ response: responses[i], groundTruth: p.answer, problemType: p.problemType }, { mode: c.mode });
     }
     const { thinking, calls, failures } = await this.scoreThinking(probs, responses, outcome);
+    if (calls > 0 && failures === calls) {
+      // Never silent, whatever SOPHIA_QUIET says: the step trains on outcomes alone.
+      process.stderr.write(`sophia train: warning: step ${s}: all ${calls} thinking-reward scores are missing (see rmFailures in metrics.jsonl and the reward model's log); this step uses the outcome reward only\n`);
+    }
 
     // 3. Trust weights and annealing → rewards; group advantages.
     const T = c.T ?? (c.mode === 'paper' ? c.steps : 500);

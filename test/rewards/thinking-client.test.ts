@@ -125,6 +125,11 @@ describe('every fault ends in a retry or a counted NaN, never a hang, a crash or
     ['persistent 503', 'http_5xx', { status: 503 }, 3],
     ['401 (not retried)', 'http_4xx', { status: 401 }, 1],
     ['unparseable content (not retried)', 'unparseable', { reply: 'The reasoning is fine.' }, 1],
+    ['an error text with a 1 in it', 'unparseable', { reply: 'Error: upstream overloaded, 1 request dropped' }, 1],
+    ['a step count where a score belongs', 'unparseable', { reply: '**Total Wrong Steps**: 0' }, 1],
+    ['<answer>-5</answer>', 'out_of_range', { reply: '<answer>-5</answer>' }, 1],
+    ['a bare 7', 'out_of_range', { reply: '7' }, 1],
+    ['a 302 redirect on the POST (not followed)', 'http_3xx', { status: 302, headers: { location: '/elsewhere' } }, 1],
   ])('%s → NaN counted as %s', async (_name, reason, behaviour, calls) => {
     const s = await server(() => behaviour);
     const rm = new OpenAIThinkingReward({ baseUrl: s.url, model: 'm', ...fast, maxRetries: 2 });
@@ -136,6 +141,18 @@ describe('every fault ends in a retry or a counted NaN, never a hang, a crash or
     expect(rm.stats.scored).toBe(0);
     expect(s.requests).toHaveLength(calls);
     expect(Date.now() - t0).toBeLessThan(4000); // 3 tries of 300 ms and short backoffs: bounded, not hung
+  });
+
+  test("scoreFormat 'reference' reads replies as the reference code does (extractor chain, clamped); a bad scoreFormat is refused", async () => {
+    const replies = ['Error: upstream overloaded, 1 request dropped', '<answer>7</answer>', '<answer>-5</answer>', 'The score is 0.6.'];
+    const s = await server((req) => ({ reply: replies[Number(/case=(\d)/.exec(userText(req.body))![1])] }));
+    const items = replies.map((_, i) => ({ question: 'q', response: `case=${i}` }));
+    const reference = new OpenAIThinkingReward({ baseUrl: s.url, model: 'm', ...fast, scoreFormat: 'reference' });
+    expect(await reference.score(items)).toEqual([1, 1, 0, 0.6]);
+    const strict = new OpenAIThinkingReward({ baseUrl: s.url, model: 'm', ...fast });
+    expect((await strict.score(items)).every(Number.isNaN)).toBe(true);
+    expect(strict.stats.failed).toMatchObject({ unparseable: 2, out_of_range: 2 });
+    expect(() => new OpenAIThinkingReward({ baseUrl: s.url, model: 'm', scoreFormat: 'loose' as never })).toThrow(/scoreFormat must be 'strict' or 'reference', got "loose"/);
   });
 
   test('a server that is gone → NaN counted as network', async () => {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { THINKING_RM_PROMPT, fillThinkingPrompt } from '../../lib/rewards/prompt';
-import { extractThinkingScore } from '../../lib/rewards/extract';
+import { extractThinkingScore, parseThinkingScore } from '../../lib/rewards/extract';
 import { thinkingInput } from '../../lib/rewards/thinking';
 
 const REFERENCE = path.resolve(__dirname, '../../../shared/reference/thinking-rm-prompt.txt');
@@ -46,6 +46,39 @@ describe('extractThinkingScore: first extractor that hits wins, clamped to [0, 1
     ['', NaN],
   ])('%j → %d', (reply, expected) => {
     expect(extractThinkingScore(reply)).toBe(expected);
+  });
+});
+
+describe('parseThinkingScore: only the asked-for form, in [0, 1]', () => {
+  test.each([
+    ['<answer>0.7</answer>', 0.7],
+    [' <answer> 1.0 </answer>\n', 1],
+    ['<answer>0</answer>.', 0],
+    ['\\boxed{0.4}', 0.4],
+    ['\\box{.3}', 0.3],
+    ['0.25', 0.25],
+    ['1.', 1],
+    ['<think>the steps hold</think><answer>0.9</answer>', 0.9],
+  ])('%j → %d', (reply, expected) => {
+    expect(parseThinkingScore(reply)).toEqual({ score: expected });
+  });
+  test.each([
+    ['<answer>-5</answer>', 'out_of_range'],
+    ['7', 'out_of_range'],
+    ['\\boxed{1.5}', 'out_of_range'],
+    ['Error: upstream overloaded, 1 request dropped', 'unparseable'],
+    ['The score is 0.6.', 'unparseable'],
+    ['<answer>0.6</answer> but maybe 0.2', 'unparseable'],
+    ['**Total Wrong Steps**: 0', 'unparseable'],
+    ['<answer>high</answer>', 'unparseable'],
+    ['<answer></answer>', 'unparseable'],
+    ['', 'unparseable'],
+    ['NaN', 'unparseable'],
+    ['Infinity', 'unparseable'],
+  ])('%j → no score (%s)', (reply, problem) => {
+    const r = parseThinkingScore(reply);
+    expect(Number.isNaN(r.score)).toBe(true);
+    expect(r.problem).toBe(problem);
   });
 });
 
