@@ -5,9 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as readline from 'node:readline';
 import * as zlib from 'node:zlib';
 import { SophiaError, describe } from '../errors';
-import { decodeImage, fitPixels, resizeImage, type RgbImage } from './images';
+import { MAX_DECODE_PIXELS, decodeImage, fitPixels, resizeImage, type RgbImage } from './images';
 
 /** One prompt, normalised. */
 export interface DatasetRow {
@@ -32,10 +33,11 @@ export type BadRowReason =
   | 'bad_column_type' // a column holds the wrong type
   | 'image_missing' // an image file that does not exist
   | 'image_corrupt' // image bytes that do not decode as PNG or JPEG
+  | 'image_too_large' // an image whose header declares more than maxDecodePixels pixels
   | 'image_path_escapes'; // an image path outside the image base directory
 
 export const BAD_ROW_REASONS: readonly BadRowReason[] = [
-  'bad_json', 'missing_field', 'bad_column_type', 'image_missing', 'image_corrupt', 'image_path_escapes',
+  'bad_json', 'missing_field', 'bad_column_type', 'image_missing', 'image_corrupt', 'image_too_large', 'image_path_escapes',
 ];
 
 /** The error a bad row raises (with onBadRow: 'error'), or the reason it was skipped. */
@@ -60,6 +62,12 @@ export interface LoadDatasetOptions {
   minPixels?: number;
   /** Largest image area after resizing (default 4194304). */
   maxPixels?: number;
+  /**
+   * Most pixels an image may declare in its header (default MAX_DECODE_PIXELS, 8192×8192): a larger
+   * one is a bad row ('image_too_large'), refused before decoding, so a small file claiming a huge
+   * image costs neither seconds nor gigabytes.
+   */
+  maxDecodePixels?: number;
   /** Decode images (default true); false leaves `images` empty, for text-only passes. */
   decodeImages?: boolean;
   /** Shuffle with `seed` (default false). Parquet shuffles its chunk order, then rows within a chunk. */
@@ -288,9 +296,9 @@ export class Dataset {
       }
       let img: RgbImage;
       try {
-        img = decodeImage(bytes, what);
+        img = decodeImage(bytes, what, { maxPixels: this.opts.maxDecodePixels });
       } catch (err) {
-        throw new BadRowError('image_corrupt', (err as Error).message, { cause: err });
+        throw new BadRowError((err as SophiaError).code === 'E_RANGE' ? 'image_too_large' : 'image_corrupt', (err as Error).message, { cause: err });
       }
       const [w, h] = fitPixels(img.width, img.height, this.opts.minPixels, this.opts.maxPixels);
       out.push(resizeImage(img, w, h));
@@ -331,8 +339,11 @@ export async function readImageUnder(baseDir: string, rel: string, what: string)
     throw new BadRowError('image_path_escapes', `${what}: path ${shown} is a link that leads out of the image base directory ${baseDir}`);
   }
   try {
+    // Not a FIFO, socket or device: reading one would block forever.
+    if (!(await fs.promises.stat(real)).isFile()) throw new BadRowError('image_missing', `${what}: ${shown} is not a regular file`);
     return await fs.promises.readFile(real);
   } catch (err) {
+    if (err instanceof BadRowError) throw err;
     throw new BadRowError('image_missing', `${what}: image file ${shown} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
 }
@@ -357,8 +368,19 @@ class UnparsedLine {
 }
 
 async function jsonlSource(file: string): Promise<RawSource> {
-  // lines stay strings until their row is read
-  const lines = (await readText(file)).split('\n').filter((l) => l.trim().length > 0);
+  // Streamed line by line (a file of any size; no one string holds it all); lines stay strings until
+  // their row is read.
+  await regularFile(file);
+  const lines: string[] = [];
+  try {
+    const rl = readline.createInterface({ input: fs.createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+    for await (const line of rl) {
+      const l = lines.length === 0 ? stripBom(line) : line;
+      if (l.trim().length > 0) lines.push(l);
+    }
+  } catch (err) {
+    throw new SophiaError('E_IO', `loadDataset: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
   const decode = (line: unknown): unknown => {
     try {
       return JSON.parse(line as string);
@@ -403,11 +425,33 @@ async function parquetSource(file: string, chunkRows: number): Promise<RawSource
   };
 }
 
-async function readText(file: string): Promise<string> {
+const stripBom = (text: string): string => (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+
+/** A JSON text read whole is limited by the longest string V8 makes (about 512 MB). */
+const MAX_JSON_BYTES = 500 * 1024 * 1024;
+
+/** Refuses what is not a regular file (a FIFO or a device would block the read forever); returns its size. */
+async function regularFile(file: string): Promise<number> {
+  let st: fs.Stats;
   try {
-    return await fs.promises.readFile(file, 'utf8');
+    st = await fs.promises.stat(file);
   } catch (err) {
     throw new SophiaError('E_IO', `loadDataset: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+  }
+  if (!st.isFile()) throw new SophiaError('E_IO', `loadDataset: ${file} is not a regular file (a FIFO, socket, device or folder)`);
+  return st.size;
+}
+
+/** A whole text file without its UTF-8 byte-order mark. */
+async function readText(file: string): Promise<string> {
+  const size = await regularFile(file);
+  if (size > MAX_JSON_BYTES) {
+    throw new SophiaError('E_IO', `loadDataset: ${file} is ${(size / 2 ** 20).toFixed(0)} MiB; a JSON file is read whole and cannot exceed ${MAX_JSON_BYTES / 2 ** 20} MiB: write the rows as JSONL (one per line, streamed) or Parquet`);
+  }
+  try {
+    return stripBom(await fs.promises.readFile(file, 'utf8'));
+  } catch (err) {
+    throw new SophiaError('E_IO', `loadDataset: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
   }
 }
 
@@ -477,6 +521,7 @@ export async function loadDataset(nameOrPath: string, opts: LoadDatasetOptions =
   if (onBadRow !== 'skip' && onBadRow !== 'error') throw new SophiaError('E_CONFIG', `loadDataset: onBadRow must be 'skip' or 'error', got ${describe(onBadRow)}`);
   const minPixels = positive('minPixels', opts.minPixels, 262_144);
   const maxPixels = positive('maxPixels', opts.maxPixels, 4_194_304);
+  const maxDecodePixels = positive('maxDecodePixels', opts.maxDecodePixels, MAX_DECODE_PIXELS);
   if (minPixels > maxPixels) throw new SophiaError('E_CONFIG', `loadDataset: minPixels (${minPixels}) must not exceed maxPixels (${maxPixels})`);
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(seed)) throw new SophiaError('E_CONFIG', `loadDataset: seed must be an integer, got ${describe(seed)}`);
@@ -501,7 +546,7 @@ export async function loadDataset(nameOrPath: string, opts: LoadDatasetOptions =
 
   const imageBaseDir = path.resolve(opts.imageBaseDir ?? entry.imageBaseDir ?? path.dirname(entry.file));
   return new Dataset(path.basename(entry.file), source, imageBaseDir, columns, {
-    minPixels, maxPixels, seed, onBadRow, chunkRows,
+    minPixels, maxPixels, maxDecodePixels, seed, onBadRow, chunkRows,
     decodeImages: opts.decodeImages ?? true,
     shuffle: opts.shuffle ?? false,
   });

@@ -29,17 +29,58 @@ function rgbaToRgb(rgba: Uint8Array, width: number, height: number): Uint8Array 
   return out;
 }
 
-/** Decodes a PNG or JPEG into RGB (alpha dropped). Throws E_IO naming `what` when the bytes do not decode. */
-export function decodeImage(bytes: Uint8Array, what = 'image'): RgbImage {
+/** The most pixels decodeImage decodes by default (a 8192×8192 image): more is refused before decoding. */
+export const MAX_DECODE_PIXELS = 67_108_864;
+
+/**
+ * The width and height an image declares in its header (PNG IHDR, JPEG SOFn), read without decoding;
+ * null when the header is not there or not whole.
+ */
+export function declaredSize(bytes: Uint8Array): { width: number; height: number } | null {
+  const format = imageFormat(bytes);
+  const u16 = (i: number): number => (bytes[i] << 8) | bytes[i + 1];
+  if (format === 'png') {
+    if (bytes.length < 24) return null;
+    const u32 = (i: number): number => ((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0;
+    return { width: u32(16), height: u32(20) };
+  }
+  if (format === 'jpeg') {
+    // Walk the marker segments up to the first start-of-frame.
+    let i = 2;
+    while (i + 9 < bytes.length) {
+      if (bytes[i] !== 0xff) return null;
+      const marker = bytes[i + 1];
+      if (marker === 0xff) { i++; continue; }
+      if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; }
+      const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+      if (isSof) return { width: u16(i + 7), height: u16(i + 5) };
+      i += 2 + u16(i + 2);
+    }
+  }
+  return null;
+}
+
+/**
+ * Decodes a PNG or JPEG into RGB (alpha dropped). Throws E_IO naming `what` when the bytes do not
+ * decode, and E_RANGE, before decoding, when the header declares more than `maxPixels` pixels
+ * (default MAX_DECODE_PIXELS): a small file that claims a huge image must not take seconds and GBs.
+ */
+export function decodeImage(bytes: Uint8Array, what = 'image', opts: { maxPixels?: number } = {}): RgbImage {
   if (!(bytes instanceof Uint8Array)) throw new SophiaError('E_TYPE', `${what}: expected image bytes (a Buffer or Uint8Array), got ${describe(bytes)}`);
   const format = imageFormat(bytes);
   if (format === null) throw new SophiaError('E_IO', `${what}: expected PNG or JPEG bytes, got ${bytes.length} bytes of another or no format`);
+  const maxPixels = opts.maxPixels ?? MAX_DECODE_PIXELS;
+  if (!(Number.isInteger(maxPixels) && maxPixels >= 1)) throw new SophiaError('E_CONFIG', `decodeImage: maxPixels must be an integer >= 1, got ${describe(maxPixels)}`);
+  const size = declaredSize(bytes);
+  if (size && size.width * size.height > maxPixels) {
+    throw new SophiaError('E_RANGE', `${what}: the ${format.toUpperCase()} declares ${size.width}×${size.height} pixels, over the limit of ${maxPixels} (raise maxDecodePixels to read it)`);
+  }
   try {
     if (format === 'png') {
       const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       return { width: png.width, height: png.height, data: rgbaToRgb(png.data, png.width, png.height) };
     }
-    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxMemoryUsageInMB: 1024 });
+    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxMemoryUsageInMB: 1024, maxResolutionInMP: Math.max(1, Math.ceil(maxPixels / 1e6)) });
     if (img.data.length !== img.width * img.height * 3) throw new Error('not an RGB JPEG');
     return { width: img.width, height: img.height, data: img.data };
   } catch (err) {

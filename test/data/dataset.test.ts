@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import { PNG } from 'pngjs';
 import { BadRowError, loadDataset, type DatasetRow } from '../../lib/data/dataset';
 
@@ -26,6 +27,13 @@ beforeAll(() => {
   fs.writeFileSync(path.join(dir, 'secret.png'), BLUE);
   fs.symlinkSync(path.join(dir, 'secret.png'), path.join(imgDir, 'link-out.png'));
   fs.symlinkSync(path.join(imgDir, 'red.png'), path.join(imgDir, 'link-in.png'));
+  // 389 bytes of PNG header that claim 20000×20000 pixels, and a JPEG header that claims 9000×9000
+  const huge = Buffer.from(RED);
+  huge.writeUInt32BE(20000, 16);
+  huge.writeUInt32BE(20000, 20);
+  fs.writeFileSync(path.join(imgDir, 'huge.png'), huge);
+  fs.writeFileSync(path.join(imgDir, 'huge.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 4, 0, 0, 0xff, 0xc0, 0, 11, 8, 0x23, 0x28, 0x23, 0x28, 1, 1, 0x11, 0, 0xff, 0xd9]));
+  execFileSync('mkfifo', [path.join(imgDir, 'fifo.png')]);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -149,6 +157,9 @@ describe('bad rows', () => {
     ['a missing image', { path: 'nope.png' }, 'image_missing', 'E_IO', /image file "nope\.png" not found/],
     ['a corrupt image', { path: 'corrupt.png' }, 'image_corrupt', 'E_IO', /the PNG data is corrupt/],
     ['a corrupt embedded image', { path: { bytes: [1, 2, 3], path: 'x.png' } }, 'image_corrupt', 'E_IO', /expected PNG or JPEG bytes/],
+    ['a PNG that claims 20000×20000', { path: 'huge.png' }, 'image_too_large', 'E_IO', /declares 20000×20000 pixels, over the limit of 67108864/],
+    ['a JPEG that claims 9000×9000', { path: 'huge.jpg' }, 'image_too_large', 'E_IO', /the JPEG declares 9000×9000 pixels/],
+    ['a FIFO where an image belongs', { path: 'fifo.png' }, 'image_missing', 'E_IO', /"fifo\.png" is not a regular file/],
     ['a numeric prompt', { problem: 42 }, 'bad_column_type', 'E_TYPE', /column "problem" must be a string, got 42/],
     ['options not a list', { options: 'A. x' }, 'bad_column_type', 'E_TYPE', /column "options" must be a list of strings/],
     ['an image that is a number', { path: 7 }, 'bad_column_type', 'E_TYPE', /must hold image paths or \{bytes, path\} structs, got 7/],
@@ -162,6 +173,26 @@ describe('bad rows', () => {
     expect(ds.summary.skippedBy[reason as keyof typeof ds.summary.skippedBy]).toBe(1);
     expect(ds.summary.skipped).toBe(1);
   });
+});
+
+test('maxDecodePixels is the documented limit: raising it lets a large image through, a bad value is refused', async () => {
+  const file = write('big.json', JSON.stringify([{ problem: 'q', solution: 'a', path: 'red.png' }]));
+  await expect(all(await loadDataset(file, { imageBaseDir: imgDir, ...small, maxDecodePixels: 199 }))).rejects.toMatchObject({ reason: 'image_too_large', message: expect.stringMatching(/20×10 pixels, over the limit of 199/) });
+  expect(await all(await loadDataset(file, { imageBaseDir: imgDir, ...small, maxDecodePixels: 200 }))).toHaveLength(1);
+  await expect(loadDataset(file, { maxDecodePixels: 0 })).rejects.toThrow(/maxDecodePixels must be an integer >= 1, got 0/);
+});
+
+test('a UTF-8 byte-order mark is not part of row 0 (JSON and JSONL); a FIFO or folder as the data file is an E_IO error, not a hang', async () => {
+  const rows = [{ problem: 'q0', solution: 'a' }, { problem: 'q1', solution: 'b' }];
+  const bom = '\ufeff';
+  expect((await all(await loadDataset(write('bom.json', bom + JSON.stringify(rows))))).map((r) => r.prompt)).toEqual(['q0', 'q1']);
+  const jsonl = write('bom.jsonl', bom + rows.map((r) => JSON.stringify(r)).join('\r\n') + '\r\n');
+  expect((await all(await loadDataset(jsonl))).map((r) => r.answer)).toEqual(['a', 'b']);
+  const fifo = path.join(dir, 'rows-fifo.jsonl');
+  execFileSync('mkfifo', [fifo]);
+  await expect(loadDataset(fifo, { format: 'jsonl' })).rejects.toBeTruthy();
+  fs.mkdirSync(path.join(dir, 'folder.json'));
+  await expect(loadDataset(path.join(dir, 'folder.json'), { format: 'json' })).rejects.toBeTruthy();
 });
 
 test('lazy: a bad image further on does not stop the first rows', async () => {
