@@ -9,7 +9,7 @@ export {
 } from './grammar';
 export {
   QUESTION_KINDS, MAX_QUESTION_CHARS, MAX_THINK_CHARS, generateProblems, goldSteps, goldResponse, answerOfSteps, questionOf,
-  makeProblem, problemKey, checkProblem, CENSUS_QUESTION, censusResponse, GRID_QUESTION, gridResponse,
+  makeProblem, problemKey, checkProblem, CENSUS_QUESTION, censusResponse, GRID_QUESTION, gridResponse, gridLetters,
   type QuestionKind, type SyntheticTask, type TaskAndScene, type SyntheticProblem, type GenerateOptions as ProblemGenerateOptions, type Split, type Difficulty, type ProblemType,
 } from './problems';
 export {

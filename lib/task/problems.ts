@@ -259,12 +259,10 @@ const COLOR_LETTER: Record<Color, string> = { red: 'r', green: 'g', blue: 'b', y
 const SHAPE_LETTER: Record<Shape, string> = { circle: 'c', square: 's', triangle: 't' };
 
 /**
- * The grid response of a scene: one letter per cell in reading order for the colour ('.' for an
- * empty cell), then one per cell for the shape; the answer is the number of shapes. Letter k of each
- * line names what visual token k shows, a fixed distance back in the sequence: a dense, per-patch
- * signal for the vision tower.
+ * What each cell of a grid scene holds, in reading order: its colour letter and its shape letter
+ * (r g b y, c s t; '.' for an empty cell).
  */
-export function gridResponse(objects: readonly SceneObject[], width: number, height: number, cell: number): string {
+export function gridLetters(objects: readonly SceneObject[], width: number, height: number, cell: number): { color: string[]; shape: string[] } {
   const cols = Math.floor(width / cell);
   const cells = cols * Math.floor(height / cell);
   const color = new Array<string>(cells).fill('.');
@@ -275,6 +273,17 @@ export function gridResponse(objects: readonly SceneObject[], width: number, hei
     color[k] = COLOR_LETTER[o.color];
     shape[k] = SHAPE_LETTER[o.shape];
   }
+  return { color, shape };
+}
+
+/**
+ * The grid response of a scene: one letter per cell in reading order for the colour ('.' for an
+ * empty cell), then one per cell for the shape; the answer is the number of shapes. Letter k of each
+ * line names what visual token k shows, a fixed distance back in the sequence: a dense, per-patch
+ * signal for the vision tower.
+ */
+export function gridResponse(objects: readonly SceneObject[], width: number, height: number, cell: number): string {
+  const { color, shape } = gridLetters(objects, width, height, cell);
   return `<think>${color.join('')} ${shape.join('')}</think><answer>${objects.length}</answer>`;
 }
 

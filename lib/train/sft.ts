@@ -10,7 +10,7 @@ import { SophiaError, describe } from '../errors';
 import { createRng, generateProblems, goldResponse, perturb, PERTURBATION_KINDS, type PerturbationKind, type Rng, type SyntheticProblem } from '../task';
 import { shuffled } from '../random';
 import { VisionLanguageModel, saveModel, writeFileAtomic, resolveModelConfig, type ModelConfig, type PackedBatch } from '../model';
-import { CENSUS_QUESTION, censusResponse, GRID_QUESTION, gridResponse, evaluatePolicy, evaluateSeeing, evalSummary, mergeEval, promptInput, responseTokens, type EvalResult, type SeeingResult } from '../task';
+import { CENSUS_QUESTION, censusResponse, GRID_QUESTION, gridResponse, gridLetters, evaluatePolicy, evaluateSeeing, evalSummary, mergeEval, promptInput, responseTokens, type EvalResult, type SeeingResult } from '../task';
 import { writeReport, type Report } from '../report';
 
 /**
@@ -40,6 +40,7 @@ export const SftOptionsSchema = z
     flawedFraction: z.number().min(0).max(1).default(0.35).describe('share of training responses with flawed reasoning'),
     census: z.number().min(0).max(1).default(1).describe('share of training images that also get a census sequence per epoch (every colour and shape counted: a dense visual signal)'),
     visionShare: z.number().min(0).max(0.9).default(1 / 3).describe('share of the steps, at the start, on census and grid sequences only (a vision-first curriculum)'),
+    patchLoss: z.boolean().default(true).describe("auxiliary per-patch loss: the row of each visual token also predicts the shape letter of its cell (c, s, t; '.' when empty), on every training sequence. Without it the vision tower learns colours but not shapes"),
     grid: z.number().min(0).max(1).default(0.5).describe('share of training images that also get a grid sequence per epoch (colour and shape letter of every 8×8 cell: a per-patch signal)'),
     flawedKinds: z.array(z.enum(PERTURBATION_KINDS as [PerturbationKind, ...PerturbationKind[]])).min(1).default([...SFT_FLAWED_KINDS]).describe('perturbations drawn (uniformly) for flawed responses'),
     difficulty: z.enum(['easy', 'normal']).default('normal').describe('synthetic task difficulty'),
@@ -159,9 +160,17 @@ export interface ForcedSequence {
   prompt: Int32Array;
   response: Int32Array;
   image: SyntheticProblem['image'];
+  /**
+   * Optional per-patch labels, one token per visual token of the image: the row of visual token k
+   * is trained to predict patchLabels[k] (an auxiliary loss; those rows predict nothing otherwise).
+   */
+  patchLabels?: Int32Array;
 }
 
-/** Packs sequences and lists the rows that predict response tokens (the last prompt row through the row before EOS). */
+/**
+ * Packs sequences and lists the rows that predict response tokens (the last prompt row through the
+ * row before EOS), with their labels; a sequence with patchLabels also lists its visual tokens' rows.
+ */
 export function forcedBatch(model: VisionLanguageModel, seqs: readonly ForcedSequence[]): { batch: PackedBatch; rows: Int32Array; labels: Int32Array } {
   const batch = model.pack(seqs.map((s) => {
     const t = new Int32Array(s.prompt.length + s.response.length);
@@ -169,13 +178,28 @@ export function forcedBatch(model: VisionLanguageModel, seqs: readonly ForcedSeq
     t.set(s.response, s.prompt.length);
     return { tokens: t, image: s.image };
   }));
-  const n = seqs.reduce((a, s) => a + s.response.length, 0);
+  const image = model.config.imageToken;
+  const n = seqs.reduce((a, s) => a + s.response.length + (s.patchLabels && s.image ? s.patchLabels.length : 0), 0);
   const rows = new Int32Array(n);
   const labels = new Int32Array(n);
   let k = 0;
   seqs.forEach((s, b) => {
+    const start = batch.seqStarts[b];
     const end = batch.seqStarts[b + 1];
-    for (let r = end - s.response.length - 1; r < end - 1; r++) {
+    const first = end - s.response.length - 1;
+    if (s.patchLabels && s.image) {
+      // Visual tokens sit in the prompt, before every response row: rows stay increasing.
+      let visual = 0;
+      for (let r = start; r < first; r++) if (batch.tokens[r] === image) visual++;
+      if (visual !== s.patchLabels.length) throw new SophiaError('E_SHAPE', `forcedBatch: sequence ${b} has ${s.patchLabels.length} patch labels but ${visual} visual tokens before its response`);
+      let j = 0;
+      for (let r = start; r < first; r++) {
+        if (batch.tokens[r] !== image) continue;
+        rows[k] = r;
+        labels[k++] = s.patchLabels[j++];
+      }
+    }
+    for (let r = first; r < end - 1; r++) {
       rows[k] = r;
       labels[k++] = batch.tokens[r + 1];
     }
@@ -250,8 +274,10 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     // One letter per patch of the model: a patch covers patch × (width / imageSize) image pixels
     // (for a model whose patches are coarser than the scene's grid, the last shape in a patch names it).
     const censusTokens = (p: SyntheticProblem): Int32Array => responseTokens(model, censusResponse(p.scene));
-    const gridTokens = (p: SyntheticProblem): Int32Array =>
-      responseTokens(model, gridResponse(p.scene, p.width, p.height, model.config.patch * (p.width / model.config.imageSize)));
+    const cellOf = (p: SyntheticProblem): number => model.config.patch * (p.width / model.config.imageSize);
+    const gridTokens = (p: SyntheticProblem): Int32Array => responseTokens(model, gridResponse(p.scene, p.width, p.height, cellOf(p)));
+    const patchLabels = (p: SyntheticProblem): Int32Array | undefined =>
+      c.patchLoss ? model.tokenizer.encode(gridLetters(p.scene, p.width, p.height, cellOf(p)).shape.join('')) : undefined;
     const heldOut: ForcedSequence[] = evalProblems
       .map((p) => ({ prompt: promptInput(model, p).tokens as Int32Array, response: responseTokens(model, goldResponse(p)), image: p.image }))
       .filter((s) => fits(model, s));
@@ -262,15 +288,16 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
       const rng = createRng(c.seed, `sft/epoch/${e}`);
       const out: ForcedSequence[] = [];
       problems.forEach((p, i) => {
-        const s = { prompt: prompts[i], response: responseTokens(model, sftResponse(p, rng, c)), image: p.image };
+        const labels = patchLabels(p);
+        const s = { prompt: prompts[i], response: responseTokens(model, sftResponse(p, rng, c)), image: p.image, patchLabels: labels };
         if (fits(model, s)) out.push(s);
         else if (e === 0) skipped++;
         if (c.census > 0 && rng() < c.census) {
-          const census = { prompt: censusPrompt, response: censusTokens(p), image: p.image };
+          const census = { prompt: censusPrompt, response: censusTokens(p), image: p.image, patchLabels: labels };
           if (fits(model, census)) out.push(census);
         }
         if (c.grid > 0 && rng() < c.grid) {
-          const grid = { prompt: gridPrompt, response: gridTokens(p), image: p.image };
+          const grid = { prompt: gridPrompt, response: gridTokens(p), image: p.image, patchLabels: labels };
           if (fits(model, grid)) out.push(grid);
         }
       });
@@ -304,10 +331,13 @@ export async function runSft(options: SftOptions): Promise<SftResult> {
     // The vision-first phase: census and grid sequences of the training images, nothing else.
     const visionData = (e: number): ForcedSequence[] => {
       const rng = createRng(c.seed, `sft/vision/${e}`);
-      return shuffled(rng, problems.flatMap((p) => [
-        { prompt: censusPrompt, response: censusTokens(p), image: p.image },
-        { prompt: gridPrompt, response: gridTokens(p), image: p.image },
-      ]).filter((q) => fits(model, q)));
+      return shuffled(rng, problems.flatMap((p) => {
+        const labels = patchLabels(p);
+        return [
+          { prompt: censusPrompt, response: censusTokens(p), image: p.image, patchLabels: labels },
+          { prompt: gridPrompt, response: gridTokens(p), image: p.image, patchLabels: labels },
+        ];
+      }).filter((q) => fits(model, q)));
     };
     let visionEpoch = 0;
     const visionSteps = Math.floor(c.visionShare * total);

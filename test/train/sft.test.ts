@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TINY_MODEL_CONFIG, VisionLanguageModel, loadPolicy } from '../../lib/model';
-import { generateProblems, goldResponse } from '../../lib/task';
+import { generateProblems, goldResponse, gridLetters } from '../../lib/task';
 import { evaluatePolicy, promptInput, responseTokens } from '../../lib/task';
 import { crossEntropy, forcedBatch, lrAt, resolveSftOptions, runSft, type SftProgress } from '../../lib/train/sft';
 import { agreement, binConfusion, binCounts, meanAbsError, pearson, ranks, scoreBin, spearman } from '../../lib/stats';
@@ -63,6 +63,43 @@ describe('teacher forcing', () => {
         expect(rows[k]).toBe(batch.seqStarts[b + 1] - s.response.length - 1);
         k += s.response.length;
       });
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test('patch labels add one row per visual token, in order and before the response rows; a count mismatch is refused', () => {
+    const model = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 1 });
+    try {
+      const problems = generateProblems({ seed: 5, count: 3, difficulty: 'easy' });
+      const nv = model.visualTokens;
+      const cell = model.config.patch * (problems[0].width / model.config.imageSize);
+      const seqs = problems.map((p, i) => ({
+        prompt: promptInput(model, p).tokens as Int32Array,
+        response: responseTokens(model, goldResponse(p)),
+        image: p.image,
+        // the middle sequence has none: it keeps its response rows only
+        patchLabels: i === 1 ? undefined : model.tokenizer.encode(gridLetters(p.scene, p.width, p.height, cell).shape.join('')),
+      }));
+      expect(seqs[0].patchLabels!.length).toBe(nv);
+      const { batch, rows, labels } = forcedBatch(model, seqs);
+      expect(rows.length).toBe(seqs.reduce((a, s) => a + s.response.length + (s.patchLabels ? nv : 0), 0));
+      for (let i = 1; i < rows.length; i++) expect(rows[i]).toBeGreaterThan(rows[i - 1]);
+      let k = 0;
+      seqs.forEach((s, b) => {
+        if (s.patchLabels) {
+          const visual = [];
+          for (let r = batch.seqStarts[b]; r < batch.seqStarts[b + 1]; r++) if (batch.tokens[r] === model.config.imageToken) visual.push(r);
+          expect(Array.from(rows.subarray(k, k + nv))).toEqual(visual);
+          expect(Array.from(labels.subarray(k, k + nv))).toEqual(Array.from(s.patchLabels));
+          k += nv;
+        }
+        for (let j = 0; j < s.response.length; j++, k++) expect(labels[k]).toBe(batch.tokens[rows[k] + 1]);
+      });
+      expect(k).toBe(rows.length);
+      const bad = [{ ...seqs[0], patchLabels: seqs[0].patchLabels!.subarray(1) }];
+      expect(() => forcedBatch(model, [{ ...seqs[0], patchLabels: Int32Array.from([...seqs[0].patchLabels!, 5]) }])).toThrow(/patch labels but/);
+      expect(() => forcedBatch(model, bad)).toThrow(/patch labels but/);
     } finally {
       model.dispose();
     }
