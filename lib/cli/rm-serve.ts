@@ -117,15 +117,17 @@ export async function runRmServe(opts: RmServeOptions): Promise<void> {
     timeoutMs: opts.source.timeoutMs ?? Math.max(1, Math.floor((opts.requestTimeoutMs ?? 120_000) / 2)),
     log: opts.source.log ?? (opts.verbose ? (line) => console.error(line) : undefined),
   });
+  // An embedded model scores one call at a time, so waiting requests are batched into one forward pass.
+  const maxBatch = opts.maxBatch ?? (opts.source.upstream === undefined ? 32 : 1);
   const server = await startThinkingRewardServer(source.reward, {
     host: opts.host, port: opts.port, modelName: opts.modelName, apiKey: opts.apiKey, maxBodyBytes: opts.maxBodyBytes,
-    concurrency: opts.concurrency, maxQueue: opts.maxQueue, maxBatch: opts.maxBatch, requestTimeoutMs: opts.requestTimeoutMs,
+    concurrency: opts.concurrency, maxQueue: opts.maxQueue, maxBatch, requestTimeoutMs: opts.requestTimeoutMs,
     log: opts.log ?? (opts.verbose ? (line) => console.error(`${new Date().toISOString()} ${line}`) : undefined),
   });
   const modelName = opts.modelName ?? 'sophia-thinking-rm';
   console.log(
     `sophia rm serve: ${source.description} as ${JSON.stringify(modelName)} on ${server.url}/v1 ` +
-      `(concurrency ${opts.concurrency ?? 4}, queue ${opts.maxQueue ?? 64}, batch ${opts.maxBatch ?? 1}, ` +
+      `(concurrency ${opts.concurrency ?? 4}, queue ${opts.maxQueue ?? 64}, batch ${maxBatch}, ` +
       `max body ${formatBytes(opts.maxBodyBytes ?? 8 * 2 ** 20)}, ${opts.apiKey ? 'bearer key required' : 'no key'})`,
   );
   if (!opts.apiKey && !LOOPBACK.has(host)) {
@@ -196,13 +198,27 @@ export function registerRmServe(program: Command): void {
     .option('--port <n>', 'port to listen on (0: any free port)', intArg(0, 65535), 8000)
     .option('--model-name <name>', 'the model name to serve under', 'sophia-thinking-rm')
     .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on every request').env('SOPHIA_RM_API_KEY'))
+    .option('--api-key-file <file>', 'read the required key from this file (its first line), so it shows neither in `ps` nor in the environment')
     .addOption(new Option('--max-body <size>', 'largest request body (e.g. 8MiB, 512KiB, 1048576)').argParser(parseByteSize).default(8 * 2 ** 20, '8MiB'))
     .option('--concurrency <n>', 'reward calls in flight at once', intArg(1), 4)
     .option('--queue <n>', 'requests that may wait beyond those in flight; more get 503', intArg(0), 64)
-    .option('--batch <n>', 'most waiting requests scored in one reward call', intArg(1), 1)
+    .option('--batch <n>', 'most waiting requests scored in one reward call (default: 32 for an embedded model, 1 for an upstream)', intArg(1))
     .option('--timeout-ms <ms>', 'time from a request to its reply', intArg(1, 2 ** 31 - 1), 120_000)
     .option('--verbose', 'log one line per request on stderr')
-    .action(async (o: Record<string, unknown>) => {
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      if (o.apiKeyFile !== undefined) {
+        // The file wins over $SOPHIA_RM_API_KEY; with --api-key on the command line too, it is unclear which is meant.
+        if (cmd.getOptionValueSource('apiKey') === 'cli') throw new SophiaError('E_CONFIG', 'rm serve: pass the key one way, --api-key (or $SOPHIA_RM_API_KEY) or --api-key-file, not both');
+        let text: string;
+        try {
+          text = fs.readFileSync(o.apiKeyFile as string, 'utf8');
+        } catch (err) {
+          throw new SophiaError('E_IO', `rm serve: cannot read --api-key-file ${o.apiKeyFile as string} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+        }
+        const key = text.split(/\r?\n/)[0].trim();
+        if (!key) throw new SophiaError('E_CONFIG', `rm serve: --api-key-file ${o.apiKeyFile as string} holds no key on its first line`);
+        o.apiKey = key;
+      }
       await runRmServe({
         source: {
           upstream: o.upstream as string | undefined, checkpoint: o.checkpoint as string | undefined,
@@ -210,7 +226,7 @@ export function registerRmServe(program: Command): void {
         },
         host: o.host as string, port: o.port as number, modelName: o.modelName as string,
         apiKey: (o.apiKey as string | undefined) || undefined, maxBodyBytes: o.maxBody as number,
-        concurrency: o.concurrency as number, maxQueue: o.queue as number, maxBatch: o.batch as number,
+        concurrency: o.concurrency as number, maxQueue: o.queue as number, maxBatch: o.batch as number | undefined,
         requestTimeoutMs: o.timeoutMs as number, verbose: o.verbose === true,
       });
     });

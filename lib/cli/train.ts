@@ -8,7 +8,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
-import { loadTrainConfig, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../train/config';
+import { loadTrainConfig, redactSecrets, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../train/config';
 import { TrustGrpoTrainer, readMetrics, type EvalMetrics, type RunSummary, type StepMetrics } from '../train/trainer';
 import { beforeAfterRows, writeAblationReport, writeRunReport, type AblationRun } from '../train/report';
 import { pairedRunsBootstrap, type Interval } from '../stats';
@@ -93,7 +93,7 @@ export function registerTrain(program: Command): void {
         summary = await runWithProgress((hooks) => TrustGrpoTrainer.resume(o.resume!, hooks));
       } else {
         const config: TrainConfig = o.config ? loadTrainConfig(o.config, overrides) : resolveTrainConfig(overrides);
-        console.log(`config:\n${JSON.stringify(config, null, 2)}`);
+        console.log(`config:\n${JSON.stringify(redactSecrets(config), null, 2)}`);
         summary = await runWithProgress((hooks) => TrustGrpoTrainer.create(config, hooks));
       }
       printBeforeAfter(summary);

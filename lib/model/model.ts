@@ -217,6 +217,9 @@ export class VisionLanguageModel {
       const count = toks.reduce((n, t) => n + (t === img ? 1 : 0), 0);
       if (s.image) {
         if (c.imageSize === 0) throw new SophiaError('E_CONFIG', `${what}[${b}] has an image but this model is text-only (imageSize 0)`);
+        const im = s.image as Partial<RgbImage>;
+        if (!(Number.isInteger(im.width) && Number.isInteger(im.height) && im.width! >= 1 && im.height! >= 1 && im.data instanceof Uint8Array && im.data.length === im.width! * im.height! * 3))
+          throw new SophiaError('E_SHAPE', `${what}[${b}].image must be { width, height, data } with data a Uint8Array of width × height × 3 RGB bytes, got ${describe(im.width)}×${describe(im.height)} with ${im.data instanceof Uint8Array ? `${im.data.length} bytes` : describe(im.data)}`);
         if (count === 1) toks = expandImageTokens(toks, nv, img);
         else if (count !== nv)
           throw new SophiaError('E_SHAPE', `${what}[${b}] must hold one <image> token (or ${nv} expanded ones) for its image, got ${count}`);

@@ -76,8 +76,20 @@ export class RewardModel extends VisionLanguageModel implements ThinkingReward {
     return this.pack(items.map((it) => ({ tokens: this.encodeItem(it.question, it.reasoning, !!it.image), image: it.image ?? null })), 'reward items');
   }
 
-  /** Scores in [0, 1], one per item. */
-  async scoreTexts(items: readonly { question: string; reasoning: string; image?: RgbImage | null }[]): Promise<Float32Array> {
+  /** The scoring calls in order: the native model takes one call at a time. */
+  private scoring: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Scores in [0, 1], one per item. Calls made while one runs wait their turn (in order) instead of
+   * failing with E_BUSY, so a server or a script may call concurrently.
+   */
+  scoreTexts(items: readonly { question: string; reasoning: string; image?: RgbImage | null }[]): Promise<Float32Array> {
+    const run = this.scoring.then(() => this.scoreNow(items));
+    this.scoring = run.catch(() => undefined);
+    return run;
+  }
+
+  private async scoreNow(items: readonly { question: string; reasoning: string; image?: RgbImage | null }[]): Promise<Float32Array> {
     const out = new Float32Array(items.length);
     for (let i = 0; i < items.length; i += this.scoreBatch) {
       const chunk = items.slice(i, i + this.scoreBatch);

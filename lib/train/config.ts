@@ -66,6 +66,31 @@ export const TrainConfigSchema = z
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;
 export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
 
+/** What a redacted secret reads as in printed and written configs. */
+export const REDACTED = '[redacted]';
+
+const SECRET_KEY = /^(api[-_]?key|token|password|secret|authorization)$/i;
+
+/** A URL without its user-info (`http://user:pass@host` → `http://***@host`); other text unchanged. */
+export function redactUrl(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
+}
+
+/**
+ * A deep copy fit to print or write: values under secret-like keys (apiKey, token, password, …)
+ * become REDACTED, and with `urls` (default true) URL user-info becomes `***`.
+ */
+export function redactSecrets<T>(value: T, opts: { urls?: boolean } = {}): T {
+  const urls = opts.urls ?? true;
+  const walk = (v: unknown, key: string): unknown => {
+    if (typeof v === 'string') return SECRET_KEY.test(key) && v !== '' ? REDACTED : urls ? redactUrl(v) : v;
+    if (Array.isArray(v)) return v.map((x) => walk(x, ''));
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
+    return v;
+  };
+  return walk(value, '') as T;
+}
+
 /** Validates and fills defaults; errors name the field, what was expected and what came. */
 export function resolveTrainConfig(input: unknown = {}): TrainConfig {
   const r = TrainConfigSchema.safeParse(input ?? {});

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writeReport, type Chart, type LineSeries, type Report, type ReportSection } from '../report';
 import { readMetrics, readSamples, type EvalMetricKey, type EvalMetrics, type StepMetrics } from './trainer';
+import { redactSecrets } from './config';
 
 const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(3));
 
@@ -29,7 +30,7 @@ export async function writeRunReport(runDir: string): Promise<string> {
   const metrics = (await readMetrics(runDir)).filter((m) => m.step > 0 || m.eval);
   const steps = metrics.filter((m) => m.step > 0 && m.outcomeMean !== undefined);
   const samples = await readSamples(runDir);
-  const config = JSON.parse(await fsp.readFile(path.join(runDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const config = redactSecrets(JSON.parse(await fsp.readFile(path.join(runDir, 'config.json'), 'utf8')) as Record<string, unknown>);
   const x = steps.map((m) => m.step);
   const evals = metrics.filter((m) => m.eval);
   const before = metrics.find((m) => m.step === 0)?.eval;

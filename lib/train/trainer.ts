@@ -25,7 +25,7 @@ import { OpenAIThinkingReward, thinkingInput, type ThinkingReward } from '../rew
 import { Tensor } from '../tensor';
 import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../task';
 import { composeAdvantages, uniformShares, withinGroupCorrelation } from './advantage';
-import { learningRate, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
+import { REDACTED, learningRate, redactSecrets, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
 
 export { EVAL_SEED };
 
@@ -202,7 +202,8 @@ export class TrustGrpoTrainer {
     if (fs.existsSync(path.join(runDir, 'config.json')))
       throw new SophiaError('E_STATE', `${runDir} already holds a run: resume it (sophia train --resume ${runDir}) or pick another name`);
     await fsp.mkdir(path.join(runDir, 'checkpoints'), { recursive: true });
-    await writeFileAtomic(path.join(runDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+    // The key is never written: a resumed run takes it from $SOPHIA_RM_API_KEY. (The URL is kept: resume needs it.)
+    await writeFileAtomic(path.join(runDir, 'config.json'), JSON.stringify(redactSecrets(config, { urls: false }), null, 2) + '\n');
     for (const f of ['metrics.jsonl', 'samples.jsonl']) await writeFileAtomic(path.join(runDir, f), '');
     const t = new TrustGrpoTrainer(config, runDir, hooks);
     await t.init(null);
@@ -257,7 +258,7 @@ export class TrustGrpoTrainer {
     const t = this.config.thinking;
     if (t.source === 'none') return null;
     if (t.source === 'http') {
-      return new OpenAIThinkingReward({ baseUrl: t.url!, model: t.model ?? 'sophia-thinking-rm', apiKey: t.apiKey ?? process.env.SOPHIA_RM_API_KEY ?? '', scoreFormat: t.scoreFormat });
+      return new OpenAIThinkingReward({ baseUrl: t.url!, model: t.model ?? 'sophia-thinking-rm', apiKey: (t.apiKey !== REDACTED ? t.apiKey : undefined) ?? process.env.SOPHIA_RM_API_KEY ?? '', scoreFormat: t.scoreFormat });
     }
     const dir = t.checkpoint ?? defaultRewardDir();
     if (t.source === 'untrained') {

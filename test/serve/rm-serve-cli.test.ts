@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { RewardModel, TINY_MODEL_CONFIG, saveModel } from '../../lib/model';
+import { RewardModel, TINY_MODEL_CONFIG, VisionLanguageModel, rewardModelFromPolicy, saveModel } from '../../lib/model';
 import { PNG } from 'pngjs';
 import { parseByteSize, registerRmServe, resolveRewardSource } from '../../lib/cli/rm-serve';
 import { fillThinkingPrompt } from '../../lib/rewards/prompt';
@@ -69,6 +69,61 @@ test('resolveRewardSource: one source; an embedded checkpoint loads as a RewardM
   const source = await resolveRewardSource({ upstream: 'http://127.0.0.1:1/v1', upstreamModel: 'm' });
   expect(source.reward).toBeInstanceOf(OpenAIThinkingReward);
   expect(source.description).toBe('m at http://127.0.0.1:1/v1/chat/completions');
+});
+
+test('an embedded model behind the CLI (defaults: 4 in flight) answers 16 concurrent requests with 200, and scores match one call each', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-rm-'));
+  try {
+    const policy = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 3 });
+    const rm = rewardModelFromPolicy(policy, { seed: 3, headStd: 1 });
+    policy.dispose();
+    await saveModel(rm, dir);
+    const items = Array.from({ length: 16 }, (_, i) => ({ question: `how many? ${i}`, response: `red ${i}.`, image: png() }));
+    const want = await rm.score(items);
+    expect(new Set(want).size).toBeGreaterThan(1);
+    rm.dispose();
+    fs.writeFileSync(path.join(dir, 'key.txt'), 'file-key-77\n');
+    const cli = await startCli(['--checkpoint', dir, '--api-key-file', path.join(dir, 'key.txt')]);
+    try {
+      expect(cli.out[0]).toMatch(/batch 32, .*bearer key required/);
+      expect((await fetch(`${cli.url}/v1/models`)).status).toBe(401);
+      const replies = await Promise.all(items.map(async (it) => {
+        const res = await fetch(`${cli.url}/v1/chat/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer file-key-77' },
+          body: JSON.stringify({ model: 'sophia-thinking-rm', messages: [{ role: 'user', content: [
+            { type: 'image_url', image_url: { url: `data:image/png;base64,${it.image.toString('base64')}` } },
+            { type: 'text', text: fillThinkingPrompt(it.question, it.response) },
+          ] }] }),
+        });
+        return { status: res.status, body: await res.text() };
+      }));
+      expect(replies.map((r) => r.status)).toEqual(Array(16).fill(200));
+      const got = replies.map((r) => Number(/<answer>([^<]+)<\/answer>/.exec(JSON.parse(r.body).choices[0].message.content)![1]));
+      got.forEach((g, i) => expect(g).toBeCloseTo(want[i], 4));
+    } finally {
+      await cli.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('RewardModel.score called concurrently queues the calls instead of failing with E_BUSY', async () => {
+  const policy = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 4 });
+  const rm = rewardModelFromPolicy(policy, { seed: 4, headStd: 1 });
+  policy.dispose();
+  try {
+    const items = (i: number): ThinkingItem[] => [{ question: `q${i}`, response: `r${i}`, image: png() }];
+    const alone: number[] = [];
+    for (let i = 0; i < 6; i++) alone.push((await rm.score(items(i)))[0]);
+    expect(new Set(alone).size).toBeGreaterThan(1);
+    const together = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => rm.score(items(i))));
+    expect(together.map((x) => x[0])).toEqual(alone);
+    await expect(rm.scoreTexts([{ question: 'q', reasoning: 'r', image: { width: 2, height: 2, data: new Uint8Array(3) } }])).rejects.toBeTruthy();
+    expect((await rm.score(items(0)))[0]).toBe(alone[0]); // a failed call does not block the queue
+  } finally {
+    rm.dispose();
+  }
 });
 
 test('parseByteSize reads bytes, binary and decimal units', () => {

@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RewardModel, TINY_MODEL_CONFIG, VisionLanguageModel, saveModel } from '../../lib/model';
 import { TrustGrpoTrainer, readMetrics, readSamples, type StepMetrics } from '../../lib/train/trainer';
-import { resolveTrainConfig, learningRate } from '../../lib/train/config';
+import { REDACTED, redactSecrets, resolveTrainConfig, learningRate } from '../../lib/train/config';
+import { startRmServer } from '../helpers/rm-server';
 import { findChromium, renderCharts } from '../helpers/chromium';
 
 let root: string;
@@ -146,6 +147,42 @@ test('an existing run is not overwritten; bad configs name the field', async () 
   expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 12, 12)).toBeCloseTo(0.1);
 });
 
+test('an HTTP reward model that never scores: the run warns on stderr every step, the key is never printed or written', async () => {
+  const server = await startRmServer(() => ({ reply: 'Error: upstream overloaded, 1 request dropped' }));
+  const secret = 'sk-live-TOPSECRET-1234';
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    const trainer = await TrustGrpoTrainer.create(base('rm-down', { steps: 2, evalEvery: 0, checkpointEvery: 0, thinking: { source: 'http', url: server.url, model: 'm', apiKey: secret } }));
+    await trainer.run();
+    trainer.dispose();
+    const warnings = err.mock.calls.map((c) => String(c[0])).filter((l) => /all \d+ thinking-reward scores are missing/.test(l));
+    expect(warnings).toHaveLength(2);
+  } finally {
+    err.mockRestore();
+    await server.close();
+  }
+  expect(server.requests.every((r) => r.headers.authorization === `Bearer ${secret}`)).toBe(true);
+  const dir = path.join(root, 'runs', 'rm-down');
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  expect(config.thinking.apiKey).toBe(REDACTED);
+  const metrics = await readMetrics(dir);
+  expect(metrics.filter((m) => m.step > 0).every((m) => m.rmCalls > 0 && m.rmFailures === m.rmCalls)).toBe(true);
+  const { writeRunReport } = await import('../../lib/train/report');
+  const html = fs.readFileSync(await writeRunReport(dir), 'utf8');
+  for (const f of fs.readdirSync(dir)) if (fs.statSync(path.join(dir, f)).isFile()) expect(fs.readFileSync(path.join(dir, f), 'utf8')).not.toContain(secret);
+  expect(html).not.toContain(secret);
+  expect(html).toMatch(/<svg[^>]*id="rm-failed"/);
+});
+
+test('redactSecrets: secret-like keys and URL user-info, at any depth; other values kept', () => {
+  const input = { thinking: { apiKey: 'k1', url: 'http://alice:pw@host:8000/v1', model: 'm' }, list: [{ token: 't', password: '', n: 3 }], note: 'https://x.org/a@b' };
+  expect(redactSecrets(input)).toEqual({
+    thinking: { apiKey: REDACTED, url: 'http://***@host:8000/v1', model: 'm' }, list: [{ token: REDACTED, password: '', n: 3 }], note: 'https://x.org/a@b',
+  });
+  expect(redactSecrets(input, { urls: false }).thinking.url).toBe('http://alice:pw@host:8000/v1');
+  expect(input.thinking.apiKey).toBe('k1'); // a copy
+});
+
 test('the run report is one self-contained file with every chart', async () => {
   const { writeRunReport } = await import('../../lib/train/report');
   const file = await writeRunReport(path.join(root, 'runs', 'whole'));
@@ -160,7 +197,7 @@ test('the run report is one self-contained file with every chart', async () => {
 async function runCharts(): Promise<string[]> {
   const metrics = await readMetrics(path.join(root, 'runs', 'whole'));
   const corr = metrics.some((m) => Number.isFinite(m.thinkingJudgeCorr));
-  return ['outcome', 'thinking', 'gamma', 'weight', 'uniform', ...(corr ? ['rt-judge'] : []), 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
+  return ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rm-failed', ...(corr ? ['rt-judge'] : []), 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
 }
 const ABLATION_CHARTS = ['abl-outcome', 'abl-thinking', 'abl-gamma', 'abl-final', 'abl-eval-accuracy', 'abl-eval-judge', 'abl-eval-wtra'];
 
