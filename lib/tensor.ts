@@ -2,6 +2,7 @@
  * Tensor: a typed array plus dtype and shape, on the host (zero-copy over the caller's array) or on
  * the GPU (a DeviceBuffer that `dispose()` frees; a FinalizationRegistry frees it if you forget).
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import { SophiaError, describe } from './errors';
 import { native, type DeviceBuffer } from './native';
 
@@ -253,3 +254,19 @@ export function tensorOf(values: ArrayLike<number>, shape: readonly number[], dt
   return Tensor.from(data, shape, dtype);
 }
 
+
+/**
+ * Keeps the memory of buffers an async kernel reads or writes in place valid while it runs: marks
+ * their ArrayBuffers untransferable (worker_threads.markAsUntransferable), so a transfer
+ * (structuredClone, postMessage) copies them instead of detaching them and freeing the memory
+ * under the kernel. The mark stays on the buffer. The small inputs (labels, offsets, masks, token
+ * ids) are copied by the addon instead. Other values are ignored.
+ */
+export function holdForAsync(...values: unknown[]): void {
+  for (const v of values) {
+    if (!ArrayBuffer.isView(v)) continue;
+    // By tag, not instanceof: a buffer made in another realm (a vm context, a test runner) counts too.
+    const buf = v.buffer;
+    if (Object.prototype.toString.call(buf) === '[object ArrayBuffer]') markAsUntransferable(buf);
+  }
+}

@@ -6,7 +6,7 @@
 import { native as loadedBackend, type Backend } from '../native';
 import { SophiaError, describe } from '../errors';
 import { resizeImage, type RgbImage } from '../data/images';
-import { Tensor } from '../tensor';
+import { Tensor, holdForAsync } from '../tensor';
 import { logprobs as logprobsOp } from '../ops/logprobs';
 import { resolveModelConfig, type ModelConfig } from './config';
 import { CharTokenizer, expandImageTokens, type Tokenizer } from './tokenizer';
@@ -253,12 +253,14 @@ export class VisionLanguageModel {
   /** Logits [rows.length, vocab] for the given rows (row r predicts the token at r + 1); keeps activations for backward(). */
   async forward(batch: PackedBatch, rows: Int32Array, out?: Float32Array): Promise<Float32Array> {
     const o = out ?? new Float32Array(rows.length * this.config.vocab);
+    holdForAsync(o);
     await this.m.forward({ ...batch, rows, out: o, async: true });
     return o;
   }
 
   /** Adds d loss / d logits (of the last forward) into the gradients. The buffer may be the forward's own output. */
   async backward(dlogits: Float32Array): Promise<void> {
+    holdForAsync(dlogits);
     await this.m.backward({ dout: dlogits, async: true });
   }
 

@@ -1,5 +1,5 @@
 import { addon, type DeviceBuffer } from '../native';
-import { Tensor } from '../tensor';
+import { Tensor, holdForAsync } from '../tensor';
 import { SophiaError, describe } from '../errors';
 import { int32Host, logitsShape, options } from './common';
 
@@ -130,6 +130,7 @@ function finish(raw: unknown, shape: { N: number; V: number; tensor: Tensor } | 
  */
 export async function grpoLoss(inputs: GrpoLossInputs, opts?: GrpoLossOptions): Promise<GrpoLossResult> {
   const { args, shape } = prepare(inputs, opts, true);
+  holdForAsync(args.logits, args.gradOut);
   return finish(await addon().grpoLoss(args), shape, opts?.inplace === true, inputs.gradOut);
 }
 

@@ -1,5 +1,5 @@
 import { addon } from '../native';
-import { Tensor } from '../tensor';
+import { Tensor, holdForAsync } from '../tensor';
 import { SophiaError } from '../errors';
 import { int32Host, logitsShape, options } from './common';
 
@@ -32,7 +32,9 @@ function prepare(logits: Tensor, labels: Int32Array | Tensor, opts: LogprobsOpti
  * Runs off the event loop; a device tensor runs on the GPU.
  */
 export async function logprobs(logits: Tensor, labels: Int32Array | Tensor, opts?: LogprobsOptions): Promise<LogprobsResult> {
-  return (await addon().logprobs(prepare(logits, labels, opts, true))) as LogprobsResult;
+  const args = prepare(logits, labels, opts, true);
+  holdForAsync(args.logits);
+  return (await addon().logprobs(args)) as LogprobsResult;
 }
 
 /** As logprobs(), on the calling thread. */

@@ -61,12 +61,13 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
 class Job : public Napi::AsyncWorker {
  public:
   Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done, const std::vector<Napi::Object>& keep,
-      std::function<void()> settle)
+      std::function<void()> settle, std::vector<std::shared_ptr<void>> owned)
       : Napi::AsyncWorker(env, "sophia-rl"),
         deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)),
         done_(std::move(done)),
-        settle_(std::move(settle)) {
+        settle_(std::move(settle)),
+        owned_(std::move(owned)) {
     for (const auto& o : keep) keep_.push_back(Napi::Persistent(o));
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -106,11 +107,12 @@ class Job : public Napi::AsyncWorker {
   std::function<Napi::Value(Napi::Env)> done_;
   std::function<void()> settle_;
   std::vector<Napi::ObjectReference> keep_;
+  std::vector<std::shared_ptr<void>> owned_;
   std::string code_ = "E_INTERNAL";
 };
 
 Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                const std::vector<Napi::Object>& keep, std::function<void()> settle) {
+                const std::vector<Napi::Object>& keep, std::function<void()> settle, std::vector<std::shared_ptr<void>> owned) {
   if (!async) {
     struct Settle {
       std::function<void()>& f;
@@ -121,7 +123,7 @@ Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::func
     work();
     return done(env);
   }
-  auto* job = new Job(env, std::move(work), std::move(done), keep, std::move(settle));
+  auto* job = new Job(env, std::move(work), std::move(done), keep, std::move(settle), std::move(owned));
   Napi::Promise p = job->promise();
   job->Queue();
   return p;
@@ -191,7 +193,7 @@ static void require_cuda(const char* fn) {
 static Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   Args a(info, "logprobs");
   bool async = a.boolean("async", false);
-  View labels = a.array("labels", napi_int32_array, true);
+  View labels = a.copy("labels", napi_int32_array, true);
   LogitsInput in = logits_input(a, labels.length);
   double temperature = a.number("temperature", 1.0, 0.0, 1e30, true);
   bool wantEntropy = a.boolean("entropy", false);
@@ -233,7 +235,7 @@ static Napi::Value Logprobs(const Napi::CallbackInfo& info) {
     if (wantEntropy) r.Set("entropy", entRef->Value());
     return Napi::Value(r);
   };
-  return run(env, async, work, done, {in.logits.holder, labels.holder});
+  return run(env, async, work, done, {in.logits.holder, labels.holder}, nullptr, a.owned);
 }
 
 // ---------------------------------------------------------------- grpoLoss
@@ -261,20 +263,20 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   View labels, logpIn;
   LogitsInput in{};
   if (hasLogits) {
-    labels = a.array("labels", napi_int32_array, true);
+    labels = a.copy("labels", napi_int32_array, true);
     in = logits_input(a, labels.length);
   } else {
-    logpIn = a.array("logp", napi_float32_array, true);
+    logpIn = a.copy("logp", napi_float32_array, true);
     if (a.has("labels")) a.array("labels", napi_int32_array, false);  // type-checked, unused
     in.N = logpIn.length;
   }
   const int64_t N = in.N;
-  View oldLogp = a.array("oldLogp", napi_float32_array, true);
-  View refLogp = a.array("refLogp", napi_float32_array, false);
-  View adv = a.array("advantages", napi_float32_array, true);
-  View seq = a.array("seqStarts", napi_int32_array, true);
+  View oldLogp = a.copy("oldLogp", napi_float32_array, true);
+  View refLogp = a.copy("refLogp", napi_float32_array, false);
+  View adv = a.copy("advantages", napi_float32_array, true);
+  View seq = a.copy("seqStarts", napi_int32_array, true);
   bool maskIsFloat = false;
-  View mask = a.mask("mask", &maskIsFloat);
+  View mask = a.mask("mask", &maskIsFloat, true);
 
   double temperature = a.number("temperature", 1.0, 0.0, 1e30, true);
   GrpoCoefs c;
@@ -531,7 +533,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   std::vector<Napi::Object> keep = {oldLogp.holder, adv.holder, seq.holder};
   for (const View* v : {&in.logits, &labels, &logpIn, &refLogp, &mask})
     if (v->present) keep.push_back(v->holder);
-  return run(env, async, work, done, keep);
+  return run(env, async, work, done, keep, nullptr, a.owned);
 }
 
 // ---------------------------------------------------------------- groups, trust, advantages

@@ -2,6 +2,8 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,7 +20,9 @@ Napi::Error make_error(Napi::Env env, const std::string& code, const std::string
 // Runs `work` now (sync) or on the libuv pool (async: returns a Promise); `done` builds the result
 // on the JS thread. The JS objects in `keep` stay alive until then. `settle` runs on the JS thread
 // once the work is over, whether it succeeded or not, before the promise settles.
+// `owned` (copies of small inputs, Args::owned) lives until the work is over.
 Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                const std::vector<Napi::Object>& keep, std::function<void()> settle = nullptr);
+                const std::vector<Napi::Object>& keep, std::function<void()> settle = nullptr,
+                std::vector<std::shared_ptr<void>> owned = {});
 
 }  // namespace sophia::addon

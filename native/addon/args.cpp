@@ -1,5 +1,7 @@
 #include "args.h"
 
+#include <cstring>
+
 #include "device_buffer.h"
 
 namespace sophia::addon {
@@ -138,6 +140,9 @@ View Args::array(const char* key, napi_typedarray_type type, bool required, bool
   auto ta = v.As<Napi::TypedArray>();
   if (ta.TypedArrayType() != type)
     fail("E_DTYPE", name(key) + " must be a " + typed_name(type) + ", got " + describe(v));
+  // A SharedArrayBuffer can change under the kernel from another thread at any moment.
+  if (!ta.Get("buffer").IsArrayBuffer())
+    fail("E_TYPE", name(key) + " is backed by a SharedArrayBuffer; pass a " + std::string(typed_name(type)) + " on an ordinary ArrayBuffer (copy it with .slice())");
   Napi::ArrayBuffer buf = ta.ArrayBuffer();
   if (buf.ByteLength() > 0 && buf.Data() == nullptr) fail("E_TYPE", name(key) + " has a detached buffer");
   view.data = static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset();
@@ -147,18 +152,29 @@ View Args::array(const char* key, napi_typedarray_type type, bool required, bool
   return view;
 }
 
-View Args::mask(const char* key, bool* isFloat) const {
+View Args::copy(const char* key, napi_typedarray_type type, bool required) const {
+  View view = array(key, type, required);
+  if (!view.present || view.onDevice) return view;
+  const size_t bytes = size_t(view.length) * (type == napi_float32_array || type == napi_int32_array ? 4 : type == napi_uint16_array ? 2 : 1);
+  auto store = std::make_shared<std::vector<uint8_t>>(bytes);
+  if (bytes) std::memcpy(store->data(), view.data, bytes);
+  view.data = store->data();
+  owned.push_back(store);
+  return view;
+}
+
+View Args::mask(const char* key, bool* isFloat, bool copyIt) const {
   Napi::Value v = obj.Get(key);
   *isFloat = false;
   if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
     *isFloat = true;
-    return array(key, napi_float32_array, false);
+    return copyIt ? copy(key, napi_float32_array, false) : array(key, napi_float32_array, false);
   }
   if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     fail("E_DTYPE", name(key) + " must be a Uint8Array (0/1) or a Float32Array (weights >= 0), got " + describe(v));
   if (!v.IsUndefined() && !v.IsNull() && !v.IsTypedArray())
     fail("E_TYPE", name(key) + " must be a Uint8Array (0/1) or a Float32Array (weights >= 0), got " + describe(v));
-  return array(key, napi_uint8_array, false);
+  return copyIt ? copy(key, napi_uint8_array, false) : array(key, napi_uint8_array, false);
 }
 
 }  // namespace sophia::addon

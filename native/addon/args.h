@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "sophia/common.h"
 
@@ -45,7 +47,13 @@ class Args {
   // required: present = false.
   View array(const char* key, napi_typedarray_type type, bool required, bool allowDevice = false) const;
   // Float32Array or Uint8Array (masks).
-  View mask(const char* key, bool* isFloat) const;
+  View mask(const char* key, bool* isFloat, bool copy = false) const;
+  // Like array(), but the data is copied into memory this call owns (see `owned`): for the small
+  // inputs (labels, offsets, masks, advantages, token ids) of async work, which the caller may change
+  // or free while the work runs. Checks made after this read the copy.
+  View copy(const char* key, napi_typedarray_type type, bool required) const;
+  // The copies made by copy(): hand them to run() so they live as long as the work.
+  mutable std::vector<std::shared_ptr<void>> owned;
 
   std::string name(const char* key) const { return std::string(fn) + ": " + key; }
 };

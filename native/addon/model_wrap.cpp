@@ -119,8 +119,8 @@ struct Images {
 static Images check_images(const Args& a, const Config& c, const int32_t* tokens, const int32_t* seq, int64_t B,
                            const char* startsKey) {
   Images im;
-  im.pixels = a.array("pixels", napi_float32_array, false);
-  im.imageOf = a.array("imageOf", napi_int32_array, false);
+  im.pixels = a.copy("pixels", napi_float32_array, false);
+  im.imageOf = a.copy("imageOf", napi_int32_array, false);
   if (im.pixels.present != im.imageOf.present)
     fail("E_CONFIG", a.name(im.pixels.present ? "imageOf" : "pixels") + " is required when " +
                          (im.pixels.present ? "pixels" : "imageOf") + " is given");
@@ -197,11 +197,11 @@ ModelBackend& ModelWrap::acquire(const char* fn) {
 }
 
 Napi::Value ModelWrap::finish(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                              std::vector<Napi::Object> keep) {
+                              std::vector<Napi::Object> keep, std::vector<std::shared_ptr<void>> owned) {
   // Busy until the promise settles (cleared on the JS thread), so "await it first" is exact.
   auto busy = busy_;
   keep.push_back(Value());
-  return run(env, async, std::move(work), std::move(done), keep, [busy] { busy->store(false); });
+  return run(env, async, std::move(work), std::move(done), keep, [busy] { busy->store(false); }, std::move(owned));
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
@@ -238,15 +238,15 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
     Args a(info, "forward");
     if (!model_) fail("E_DISPOSED", "forward: the model was disposed");
     const Config& c = model_->config();
-    View tokens = a.array("tokens", napi_int32_array, true);
-    View starts = a.array("seqStarts", napi_int32_array, true);
+    View tokens = a.copy("tokens", napi_int32_array, true);
+    View starts = a.copy("seqStarts", napi_int32_array, true);
     if (tokens.length < 1) fail("E_SHAPE", a.name("tokens") + " must not be empty");
     check_tokens(a, "tokens", tokens, c.vocab);
     const int64_t B = check_starts(a, "seqStarts", starts, tokens.length, 1, c.context);
     const int32_t* tok = static_cast<const int32_t*>(tokens.data);
     const int32_t* seq = static_cast<const int32_t*>(starts.data);
     Images im = check_images(a, c, tok, seq, B, "seqStarts");
-    View rows = a.array("rows", napi_int32_array, !c.rewardHead);
+    View rows = a.copy("rows", napi_int32_array, !c.rewardHead);
     if (c.rewardHead && rows.present) fail("E_CONFIG", a.name("rows") + " is for the LM head; a reward model scores each sequence's last token");
     if (rows.present) {
       const int32_t* r = static_cast<const int32_t*>(rows.data);
@@ -295,7 +295,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
     auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.holder));
     outFloats_ = outLen;
     return finish(info.Env(), async, [&m, bt, o, sl] { m.forward(bt, o, sl); },
-                  [ref](Napi::Env) -> Napi::Value { return ref->Value(); }, keep);
+                  [ref](Napi::Env) -> Napi::Value { return ref->Value(); }, keep, a.owned);
   });
 }
 
@@ -361,8 +361,8 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     if (!model_) fail("E_DISPOSED", "generate: the model was disposed");
     const Config& c = model_->config();
     if (c.rewardHead) fail("E_CONFIG", "generate: this is a reward model (rewardHead); it scores sequences and cannot sample");
-    View prompt = a.array("prompt", napi_int32_array, true);
-    View starts = a.array("promptStarts", napi_int32_array, true);
+    View prompt = a.copy("prompt", napi_int32_array, true);
+    View starts = a.copy("promptStarts", napi_int32_array, true);
     check_tokens(a, "prompt", prompt, c.vocab);
     const int32_t* tok = static_cast<const int32_t*>(prompt.data);
     const int64_t P = check_starts(a, "promptStarts", starts, prompt.length, 1, c.context - 1);
@@ -403,7 +403,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     if (im.pixels.present) keep.push_back(im.pixels.holder), keep.push_back(im.imageOf.holder);
     auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
     return finish(env, async, [&m, g] { m.generate(g); }, [ref](Napi::Env) -> Napi::Value { return ref->Value(); },
-                  keep);
+                  keep, a.owned);
   });
 }
 
@@ -434,6 +434,12 @@ Napi::Value ModelWrap::SetState(const Napi::CallbackInfo& info) {
     if (!model_) fail("E_DISPOSED", "setState: the model was disposed");
     const int64_t n = model_->numParams();
     if (data.length != n) fail("E_SHAPE", a.name("data") + " must have " + num(n) + " elements (the parameter count), got " + num(data.length));
+    // A NaN weight or moment would spread through every later step; an AdamW second moment is >= 0.
+    const float* p = static_cast<const float*>(data.data);
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i]) || (which == "adamV" && p[i] < 0.f))
+        fail("E_RANGE", a.name("data") + "[" + num(i) + "] must be a finite number" + (which == "adamV" ? " >= 0" : "") + " (" + which + "), got " +
+                            (std::isnan(p[i]) ? std::string("NaN") : std::to_string(p[i])));
     ModelBackend& m = acquire("setState");
     const float* src = static_cast<const float*>(data.data);
     return finish(info.Env(), false,

@@ -29,7 +29,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Throws E_STATE when disposed, E_BUSY while an async call runs; marks the model busy.
   ModelBackend& acquire(const char* fn);
   Napi::Value finish(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                     std::vector<Napi::Object> keep);
+                     std::vector<Napi::Object> keep, std::vector<std::shared_ptr<void>> owned = {});
 
   std::unique_ptr<ModelBackend> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
