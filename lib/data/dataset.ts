@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import * as zlib from 'node:zlib';
+import { Worker } from 'node:worker_threads';
 import { SophiaError, describe } from '../errors';
 import { MAX_DECODE_PIXELS, decodeImage, fitPixels, resizeImage, type RgbImage } from './images';
 
@@ -78,6 +78,12 @@ export interface LoadDatasetOptions {
   onBadRow?: 'skip' | 'error';
   /** Rows per Parquet read (default 256). */
   chunkRows?: number;
+  /**
+   * Most milliseconds one Parquet read (the metadata, or a chunk of rows) may take (default 120000).
+   * Parquet decodes in a worker thread; one that overruns is stopped and the read fails with E_IO,
+   * so a corrupt file that sends the decoder into a loop costs this long at most.
+   */
+  readTimeoutMs?: number;
 }
 
 export interface DatasetSummary {
@@ -142,7 +148,7 @@ export class Dataset {
   readonly name: string;
   readonly imageBaseDir: string;
   private readonly source: RawSource;
-  private readonly opts: Required<Omit<LoadDatasetOptions, 'registry' | 'imageBaseDir' | 'format' | 'columns'>>;
+  private readonly opts: Required<Omit<LoadDatasetOptions, 'registry' | 'imageBaseDir' | 'format' | 'columns' | 'readTimeoutMs'>>;
   private readonly columns: Record<string, DatasetField>;
   private stats: DatasetSummary = { read: 0, yielded: 0, skipped: 0, skippedBy: Object.fromEntries(BAD_ROW_REASONS.map((r) => [r, 0])) as Record<BadRowReason, number>, examples: [] };
 
@@ -391,33 +397,132 @@ async function jsonlSource(file: string): Promise<RawSource> {
   return { length: lines.length, chunk: Math.max(1, lines.length), read: async (s, e) => lines.slice(s, e), decode };
 }
 
-// hyparquet reads Snappy itself; these two come from Node's zlib (ZSTD and LZ4 are not read)
-const ZLIB_CODECS = {
-  GZIP: (input: Uint8Array) => new Uint8Array(zlib.gunzipSync(input)),
-  BROTLI: (input: Uint8Array) => new Uint8Array(zlib.brotliDecompressSync(input)),
-};
+/**
+ * Parquet is decoded in a worker thread: a corrupt file can send the decoder into an endless loop or
+ * an unhandled rejection (seen with flipped bytes in Snappy pages), which must cost neither the
+ * process nor its event loop. Each read has a time limit; a worker that overruns it, runs out of its
+ * memory limit or dies is terminated and the read fails with E_IO; the next read starts a new worker.
+ */
+const PARQUET_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const zlib = require('node:zlib');
+const { pathToFileURL } = require('node:url');
+const fail = (id, e) => parentPort.postMessage({ id, error: String((e && e.message) || e) });
+process.on('unhandledRejection', (e) => fail(-1, e));
+(async () => {
+  const hp = await import(pathToFileURL(workerData.module).href);
+  const file = await hp.asyncBufferFromFile(workerData.file);
+  const metadata = await hp.parquetMetadataAsync(file);
+  // hyparquet reads Snappy itself; these two come from Node's zlib (ZSTD and LZ4 are not read)
+  const compressors = {
+    GZIP: (input) => new Uint8Array(zlib.gunzipSync(input)),
+    BROTLI: (input) => new Uint8Array(zlib.brotliDecompressSync(input)),
+  };
+  parentPort.on('message', async ({ id, rowStart, rowEnd }) => {
+    try {
+      parentPort.postMessage({ id, rows: await hp.parquetReadObjects({ file, metadata, rowStart, rowEnd, utf8: false, compressors }) });
+    } catch (e) {
+      fail(id, e);
+    }
+  });
+  parentPort.postMessage({ id: 0, rows: Number(metadata.num_rows) });
+})().catch((e) => fail(0, e));
+`;
 
-async function parquetSource(file: string, chunkRows: number): Promise<RawSource> {
-  let hp: typeof import('hyparquet');
-  try {
-    hp = await import('hyparquet');
-  } catch (err) {
-    throw new SophiaError('E_CONFIG', `loadDataset: reading Parquet needs the hyparquet package, which did not load (${(err as Error).message})`, { cause: err });
+/** Most time one Parquet read (a chunk of rows, or the metadata) may take. */
+const PARQUET_READ_MS = 120_000;
+/** Heap of the Parquet worker (MiB): a chunk that needs more fails instead of growing the process. */
+const PARQUET_WORKER_HEAP_MB = 4096;
+
+class ParquetWorker {
+  private worker: Worker | null = null;
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private ready: Promise<number> | null = null;
+
+  constructor(private readonly file: string, private readonly module: string, private readonly timeoutMs: number) {}
+
+  /** Rows in the file (starts the worker). */
+  rows(): Promise<number> {
+    this.start();
+    return this.ready!;
   }
-  let buffer: Awaited<ReturnType<typeof hp.asyncBufferFromFile>>;
-  let metadata: Awaited<ReturnType<typeof hp.parquetMetadataAsync>>;
+
+  async read(rowStart: number, rowEnd: number): Promise<unknown[]> {
+    this.start();
+    await this.ready;
+    const id = this.next++;
+    return (await this.request(id, `rows ${rowStart}..${rowEnd - 1}`, () => this.worker!.postMessage({ id, rowStart, rowEnd }))) as unknown[];
+  }
+
+  private start(): void {
+    if (this.worker) return;
+    const w = new Worker(PARQUET_WORKER, { eval: true, workerData: { file: this.file, module: this.module }, resourceLimits: { maxOldGenerationSizeMb: PARQUET_WORKER_HEAP_MB } });
+    this.worker = w;
+    w.unref();
+    w.on('message', (m: { id: number; rows?: unknown; error?: string }) => {
+      if (m.id === -1) return this.stop(new Error(m.error ?? 'the decoder failed'));
+      const p = this.waiting.get(m.id);
+      if (!p) return;
+      this.waiting.delete(m.id);
+      if (m.error !== undefined) p.reject(new Error(m.error));
+      else p.resolve(m.rows);
+    });
+    w.on('error', (err) => this.stop(err));
+    w.on('exit', (code) => this.stop(new Error(`the decoder exited (code ${code})`)));
+    this.ready = this.request(0, 'metadata', () => undefined) as Promise<number>;
+    this.ready.catch(() => undefined);
+  }
+
+  private request(id: number, what: string, send: () => void): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.stop(new Error(`${what} did not decode within ${this.timeoutMs / 1000} s`)), this.timeoutMs);
+      this.worker!.ref();
+      const settle = (): void => {
+        clearTimeout(timer);
+        if (this.waiting.size === 0) this.worker?.unref();
+      };
+      this.waiting.set(id, {
+        resolve: (v) => (this.waiting.delete(id), settle(), resolve(v)),
+        reject: (e) => (this.waiting.delete(id), settle(), reject(e)),
+      });
+      send();
+    });
+  }
+
+  /** Fails every read in flight and ends the worker; the next read starts a new one. */
+  private stop(err: Error): void {
+    const w = this.worker;
+    if (!w) return;
+    this.worker = null;
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const p of waiting) p.reject(err);
+    void w.terminate();
+  }
+}
+
+async function parquetSource(file: string, chunkRows: number, timeoutMs = PARQUET_READ_MS): Promise<RawSource> {
+  await regularFile(file);
+  let module: string;
   try {
-    buffer = await hp.asyncBufferFromFile(file);
-    metadata = await hp.parquetMetadataAsync(buffer);
+    module = require.resolve('hyparquet');
+  } catch (err) {
+    throw new SophiaError('E_CONFIG', `loadDataset: reading Parquet needs the hyparquet package, which was not found (${(err as Error).message})`, { cause: err });
+  }
+  const worker = new ParquetWorker(file, module, timeoutMs);
+  let length: number;
+  try {
+    length = await worker.rows();
   } catch (err) {
     throw new SophiaError('E_IO', `loadDataset: ${file} is not a readable Parquet file (${(err as Error).message})`, { cause: err });
   }
   return {
-    length: Number(metadata.num_rows),
+    length,
     chunk: chunkRows,
     read: async (rowStart, rowEnd) => {
       try {
-        return await hp.parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd, utf8: false, compressors: ZLIB_CODECS });
+        return await worker.read(rowStart, rowEnd);
       } catch (err) {
         throw new SophiaError('E_IO', `loadDataset: ${file} rows ${rowStart}..${rowEnd - 1} do not decode (${(err as Error).message})`, { cause: err });
       }
@@ -542,7 +647,8 @@ export async function loadDataset(nameOrPath: string, opts: LoadDatasetOptions =
   const format = opts.format ?? ({ '.json': 'json', '.jsonl': 'jsonl', '.parquet': 'parquet' } as const)[path.extname(entry.file).toLowerCase() as '.json'];
   if (format === undefined) throw new SophiaError('E_CONFIG', `loadDataset: cannot tell the format of ${entry.file}; expected .json, .jsonl or .parquet, or pass format`);
   const chunkRows = positive('chunkRows', opts.chunkRows, 256);
-  const source = format === 'json' ? await jsonSource(entry.file) : format === 'jsonl' ? await jsonlSource(entry.file) : await parquetSource(entry.file, chunkRows);
+  const readTimeoutMs = positive('readTimeoutMs', opts.readTimeoutMs, PARQUET_READ_MS);
+  const source = format === 'json' ? await jsonSource(entry.file) : format === 'jsonl' ? await jsonlSource(entry.file) : await parquetSource(entry.file, chunkRows, readTimeoutMs);
 
   const imageBaseDir = path.resolve(opts.imageBaseDir ?? entry.imageBaseDir ?? path.dirname(entry.file));
   return new Dataset(path.basename(entry.file), source, imageBaseDir, columns, {
