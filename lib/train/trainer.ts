@@ -175,6 +175,60 @@ async function truncateJsonl(file: string, maxStep: number): Promise<void> {
   await writeFileAtomic(file, keep.length ? keep.join('\n') + '\n' : '');
 }
 
+interface TrainerState {
+  step: number;
+  optStep: number;
+  before?: EvalMetrics;
+}
+
+interface Checkpoint {
+  policy: VisionLanguageModel;
+  state: TrainerState;
+}
+
+/**
+ * The newest checkpoint of a run that loads whole (weights, optimizer state and trainer.json), found
+ * by scanning the step-NNNNNN folders rather than trusting latest.json, which a kill can leave
+ * missing, torn or pointing at a folder that is not there. A corrupt one is reported on stderr and
+ * the next older one is tried. Leftover .tmp folders of an interrupted save are removed.
+ */
+async function findCheckpoint(ckDir: string, steps: number): Promise<Checkpoint | null> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(ckDir);
+  } catch {
+    return null;
+  }
+  for (const d of names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'))) await fsp.rm(path.join(ckDir, d), { recursive: true, force: true });
+  const dirs = names.filter((d) => /^step-\d{6}$/.test(d)).sort().reverse();
+  for (const name of dirs) {
+    const dir = path.join(ckDir, name);
+    let policy: VisionLanguageModel | null = null;
+    try {
+      let text: string;
+      try {
+        text = await fsp.readFile(path.join(dir, 'trainer.json'), 'utf8');
+      } catch (err) {
+        throw new SophiaError('E_IO', `${dir}/trainer.json is missing or unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+      }
+      let state: TrainerState;
+      try {
+        state = JSON.parse(text) as TrainerState;
+      } catch (err) {
+        throw new SophiaError('E_IO', `${dir}/trainer.json is not valid JSON (${(err as Error).message})`, { cause: err });
+      }
+      if (!Number.isInteger(state.step) || state.step < 1 || state.step > steps || state.step !== Number(name.slice(5)) || !Number.isInteger(state.optStep) || state.optStep < 0)
+        throw new SophiaError('E_IO', `${dir}/trainer.json does not describe step ${Number(name.slice(5))} of a ${steps}-step run: ${text.slice(0, 120)}`);
+      policy = await loadPolicy(dir, { optimizer: true });
+      return { policy, state };
+    } catch (err) {
+      policy?.dispose();
+      process.stderr.write(`sophia train: warning: skipping checkpoint ${name}: ${(err as Error).message}\n`);
+    }
+  }
+  return null;
+}
+
 export class TrustGrpoTrainer {
   readonly config: TrainConfig;
   readonly runDir: string;
@@ -201,12 +255,19 @@ export class TrustGrpoTrainer {
     const runDir = path.join(config.runsDir, config.name);
     if (fs.existsSync(path.join(runDir, 'config.json')))
       throw new SophiaError('E_STATE', `${runDir} already holds a run: resume it (sophia train --resume ${runDir}) or pick another name`);
-    await fsp.mkdir(path.join(runDir, 'checkpoints'), { recursive: true });
-    // The key is never written: a resumed run takes it from $SOPHIA_RM_API_KEY. (The URL is kept: resume needs it.)
-    await writeFileAtomic(path.join(runDir, 'config.json'), JSON.stringify(redactSecrets(config, { urls: false }), null, 2) + '\n');
-    for (const f of ['metrics.jsonl', 'samples.jsonl']) await writeFileAtomic(path.join(runDir, f), '');
+    // Everything that can fail (the policy, the reward model, the problems) is loaded before the run
+    // folder is made, so a bad config leaves nothing behind that blocks the name.
     const t = new TrustGrpoTrainer(config, runDir, hooks);
-    await t.init(null);
+    try {
+      await t.init(null);
+      await fsp.mkdir(path.join(runDir, 'checkpoints'), { recursive: true });
+      // The key is never written: a resumed run takes it from $SOPHIA_RM_API_KEY. (The URL is kept: resume needs it.)
+      await writeFileAtomic(path.join(runDir, 'config.json'), JSON.stringify(redactSecrets(config, { urls: false }), null, 2) + '\n');
+      for (const f of ['metrics.jsonl', 'samples.jsonl']) await writeFileAtomic(path.join(runDir, f), '');
+    } catch (err) {
+      t.dispose();
+      throw err;
+    }
     return t;
   }
 
@@ -221,17 +282,16 @@ export class TrustGrpoTrainer {
     }
     const config = resolveTrainConfig(raw);
     const t = new TrustGrpoTrainer(config, runDir, hooks);
-    let latest: { step: number; dir: string } | null = null;
     try {
-      latest = JSON.parse(await fsp.readFile(path.join(runDir, 'checkpoints', 'latest.json'), 'utf8'));
-    } catch {
-      latest = null;
+      await t.init(await findCheckpoint(path.join(runDir, 'checkpoints'), config.steps));
+    } catch (err) {
+      t.dispose();
+      throw err;
     }
-    await t.init(latest);
     return t;
   }
 
-  private async init(latest: { step: number; dir: string } | null): Promise<void> {
+  private async init(latest: Checkpoint | null): Promise<void> {
     const c = this.config;
     this.train = generateProblems({ seed: c.seed, count: c.trainProblems, split: 'train', difficulty: c.difficulty });
     this.held = generateProblems({ seed: EVAL_SEED, count: c.evalProblems, split: 'test', difficulty: c.difficulty });
@@ -240,16 +300,15 @@ export class TrustGrpoTrainer {
     if (!fs.existsSync(path.join(policyDir, 'config.json')))
       throw new SophiaError('E_CONFIG', `no policy checkpoint at ${policyDir}: pass policy (a folder made by \`sophia sft\`)`);
     if (latest) {
-      const dir = path.join(this.runDir, 'checkpoints', latest.dir);
-      this.policy = await loadPolicy(dir, { optimizer: true });
-      const state = JSON.parse(await fsp.readFile(path.join(dir, 'trainer.json'), 'utf8')) as { step: number; optStep: number; before?: EvalMetrics };
-      this.startStep = state.step + 1;
-      this.optStep = state.optStep;
-      this.before = state.before;
+      this.policy = latest.policy;
+      this.startStep = latest.state.step + 1;
+      this.optStep = latest.state.optStep;
+      this.before = latest.state.before;
     } else {
       this.policy = await loadPolicy(policyDir);
     }
-    for (const f of ['metrics.jsonl', 'samples.jsonl']) await truncateJsonl(path.join(this.runDir, f), this.startStep - 1);
+    // Back to the checkpoint's step; with none, back to nothing (run() evaluates step 0 again).
+    for (const f of ['metrics.jsonl', 'samples.jsonl']) await truncateJsonl(path.join(this.runDir, f), latest ? this.startStep - 1 : -1);
     if (c.klCoef > 0) this.reference = await loadPolicy(policyDir);
     this.reward = await this.makeReward();
   }

@@ -135,6 +135,55 @@ test('kill and resume gives the metrics of an uninterrupted run', async () => {
   expect(sb).toEqual(sa);
 });
 
+test('killed at random points, with the run folder damaged as a kill can leave it, resume still ends with the uninterrupted metrics', async () => {
+  const want = (await readMetrics(path.join(root, 'runs', 'whole'))).map(strip);
+  const wantSamples = await readSamples(path.join(root, 'runs', 'whole'));
+  let r = 7;
+  const rnd = (n: number): number => ((r = (Math.imul(r, 1664525) + 1013904223) >>> 0) % n);
+  const phases = ['sampling', 'rewards', 'loss', 'update', 'eval', 'checkpoint'] as const;
+  const damages: ((dir: string) => void)[] = [
+    (dir) => fs.rmSync(path.join(dir, 'checkpoints', 'latest.json'), { force: true }),
+    (dir) => fs.writeFileSync(path.join(dir, 'checkpoints', 'latest.json'), '{"step": 4, "dir": "step-0'),
+    (dir) => fs.writeFileSync(path.join(dir, 'checkpoints', 'latest.json'), '{"step": 4, "dir": "step-000004"}'),
+    (dir) => fs.mkdirSync(path.join(dir, 'checkpoints', '.step-000004.abcd.tmp'), { recursive: true }),
+    (dir) => {
+      const newest = fs.readdirSync(path.join(dir, 'checkpoints')).filter((d) => /^step-/.test(d)).sort().pop();
+      if (newest) fs.truncateSync(path.join(dir, 'checkpoints', newest, 'model.safetensors'), 1000);
+    },
+    (dir) => {
+      const newest = fs.readdirSync(path.join(dir, 'checkpoints')).filter((d) => /^step-/.test(d)).sort().pop();
+      if (newest) fs.rmSync(path.join(dir, 'checkpoints', newest, 'trainer.json'), { force: true });
+    },
+    (dir) => fs.appendFileSync(path.join(dir, 'metrics.jsonl'), '{"step": 9, "outc'),
+  ];
+  const warn = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    for (let scenario = 0; scenario < 4; scenario++) {
+      const name = `faults-${scenario}`;
+      const dir = path.join(root, 'runs', name);
+      for (let kills = 0; kills < 3; kills++) {
+        const at = { step: 1 + rnd(4), phase: phases[rnd(phases.length)] };
+        const hooks = { onPhase: (step: number, phase: string) => { if (step === at.step && phase === at.phase) throw new Error(`kill at ${phase} of step ${step}`); } };
+        const trainer = kills === 0 ? await TrustGrpoTrainer.create(base(name), hooks) : await TrustGrpoTrainer.resume(dir, hooks);
+        await trainer.run().catch((e: Error) => expect(e.message).toMatch(/kill at/));
+        trainer.dispose();
+        damages[rnd(damages.length)](dir);
+        damages[rnd(damages.length)](dir);
+      }
+      const last = await TrustGrpoTrainer.resume(dir);
+      await last.run();
+      last.dispose();
+      const got = (await readMetrics(dir)).map(strip);
+      expect(got.map((m) => m.step)).toEqual([0, 1, 2, 3, 4]);
+      expect(got).toEqual(want);
+      expect(await readSamples(dir)).toEqual(wantSamples);
+      expect(fs.readdirSync(path.join(dir, 'checkpoints')).some((d) => d.endsWith('.tmp'))).toBe(false);
+    }
+  } finally {
+    warn.mockRestore();
+  }
+});
+
 test('an existing run is not overwritten; bad configs name the field', async () => {
   await expect(TrustGrpoTrainer.create(base('hand-paper'))).rejects.toMatchObject({ code: 'E_STATE' });
   expect(() => resolveTrainConfig({ groupSize: 1 })).toThrow(/groupSize/);
@@ -142,6 +191,11 @@ test('an existing run is not overwritten; bad configs name the field', async () 
   expect(() => resolveTrainConfig({ bogus: 1 })).toThrow(/bogus|Unrecognized/);
   expect(() => resolveTrainConfig({ thinking: { source: 'http' } })).toThrow(/thinking.url/);
   await expect(TrustGrpoTrainer.resume(path.join(root, 'runs', 'nope'))).rejects.toMatchObject({ code: 'E_IO' });
+  // a config that fails on loading (a reward model that is not there) leaves no run folder behind
+  await expect(TrustGrpoTrainer.create(base('half', { thinking: { source: 'embedded', checkpoint: path.join(root, 'no-rm') } }))).rejects.toBeInstanceOf(Error);
+  expect(fs.existsSync(path.join(root, 'runs', 'half'))).toBe(false);
+  await expect(TrustGrpoTrainer.create(base('half', { policy: path.join(root, 'no-policy') }))).rejects.toMatchObject({ code: 'E_CONFIG' });
+  expect(fs.existsSync(path.join(root, 'runs', 'half'))).toBe(false);
   expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 0, 12)).toBeCloseTo(0.5);
   expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 2, 12)).toBeCloseTo(1);
   expect(learningRate({ lr: 1, schedule: 'cosine', warmupSteps: 2 }, 12, 12)).toBeCloseTo(0.1);
