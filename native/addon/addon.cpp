@@ -14,6 +14,7 @@
 #include "args.h"
 #include "device_buffer.h"
 #include "model_wrap.h"
+#include "sophia/grpo_agg.h"
 #include "sophia/kernels.h"
 #ifdef SOPHIA_WITH_CUDA
 #include "sophia/cuda.h"
@@ -240,8 +241,6 @@ static Napi::Value Logprobs(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- grpoLoss
 
-enum class Agg { TokenMean, SeqMeanTokenMean, SeqMeanTokenSum, SeqMeanTokenSumNorm };
-
 struct GrpoHost {  // everything the kernel and the reduction need, owned for the async lifetime
   std::vector<float> weight, mask, adv;
   std::vector<double> weight64;  // the same weights unrounded, for the reduction
@@ -290,9 +289,9 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   c.klType = kl == "k1" ? KlType::K1 : kl == "k2" ? KlType::K2 : KlType::K3;
   c.entropyCoef = float(a.number("entropyCoef", 0.0, -1e6, 1e6));
   std::string aggS = a.oneOf("lossAgg", "token-mean", {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"});
-  Agg agg = aggS == "token-mean" ? Agg::TokenMean
-            : aggS == "seq-mean-token-mean" ? Agg::SeqMeanTokenMean
-            : aggS == "seq-mean-token-sum" ? Agg::SeqMeanTokenSum : Agg::SeqMeanTokenSumNorm;
+  LossAgg agg = aggS == "token-mean" ? LossAgg::TokenMean
+                : aggS == "seq-mean-token-mean" ? LossAgg::SeqMeanTokenMean
+                : aggS == "seq-mean-token-sum" ? LossAgg::SeqMeanTokenSum : LossAgg::SeqMeanTokenSumNorm;
   int64_t maxLen = a.integer("maxLen", 0, 1, INT32_MAX);
   bool backward = a.boolean("backward", true);
   bool inplace = a.boolean("inplace", false);
@@ -325,7 +324,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   expect_length(a, "advantages", adv, perToken ? N : B, perToken ? "one per token" : "one per sequence");
 
   // ---- options that depend on each other
-  if (agg == Agg::SeqMeanTokenSumNorm && maxLen == 0)
+  if (agg == LossAgg::SeqMeanTokenSumNorm && maxLen == 0)
     fail("E_CONFIG", a.name("maxLen") + " is required with lossAgg 'seq-mean-token-sum-norm' (the fixed length L), got undefined");
   if (c.klCoef != 0.f && !refLogp.present)
     fail("E_CONFIG", a.name("refLogp") + " is required when klCoef is not 0 (the KL term needs the reference log-probs)");
@@ -356,31 +355,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   }
   h->weight.assign(size_t(N), 0.f);
   h->weight64.assign(size_t(N), 0.0);
-  {
-    double total = 0;
-    int64_t active = 0;
-    std::vector<double> seqSum(size_t(B), 0.0);
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t t = starts[b]; t < starts[b + 1]; ++t) seqSum[b] += h->mask[t];
-      total += seqSum[b];
-      active += seqSum[b] > 0;
-    }
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t t = starts[b]; t < starts[b + 1]; ++t) {
-        double m = h->mask[t], w = 0;
-        if (m != 0) {
-          switch (agg) {
-            case Agg::TokenMean: w = m / total; break;
-            case Agg::SeqMeanTokenMean: w = m / (seqSum[b] * double(active)); break;
-            case Agg::SeqMeanTokenSum: w = m / double(active); break;
-            case Agg::SeqMeanTokenSumNorm: w = m / (double(B) * double(maxLen)); break;
-          }
-        }
-        h->weight[t] = float(w);
-        h->weight64[t] = w;
-      }
-    }
-  }
+  grpo_weights(h->mask.data(), starts, B, agg, maxLen, h->weight.data(), h->weight64.data());
   if (hasLogits) check_labels(a, static_cast<const int32_t*>(labels.data), N, in.V, &h->mask);
   h->adv.resize(size_t(N));
   const float* advIn = static_cast<const float*>(adv.data);
@@ -501,30 +476,18 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   if (!gradLogp.IsEmpty()) *gradLogpRef = Napi::Persistent(Napi::Object(gradLogp));
   auto done = [h, gradRef, gradLogpRef](Napi::Env env) {
     const GrpoLossArgs& k = h->k;
-    double loss = 0, pg = 0, klv = 0, ent = 0, msum = 0, clip = 0, negR = 0;
-    int64_t nonFinite = 0;
-    for (int64_t t = 0; t < k.N; ++t) {
-      double m = h->mask[t];
-      if (m == 0) continue;
-      double w = h->weight64[t];
-      if (!std::isfinite(k.tokLoss[t])) ++nonFinite;
-      loss += w * k.tokLoss[t];
-      pg += w * k.tokPg[t];
-      klv += w * k.tokKl[t];
-      if (h->hasLogits) ent += w * k.tokEntropy[t];
-      msum += m;
-      clip += m * k.tokClipped[t];
-      negR -= m * k.tokLogRatio[t];
-    }
+    const GrpoTotals tot = grpo_reduce(k.N, h->mask.data(), h->weight64.data(), k.tokLoss, k.tokPg, k.tokKl,
+                                       h->hasLogits ? k.tokEntropy : nullptr, k.tokLogRatio, k.tokClipped);
+    const double msum = tot.maskSum;
     Napi::Object r = Napi::Object::New(env);
-    r.Set("loss", loss);
+    r.Set("loss", tot.loss);
     Napi::Object metrics = Napi::Object::New(env);
-    metrics.Set("pgLoss", pg);
-    metrics.Set("klLoss", klv);
-    metrics.Set("entropy", h->hasLogits ? ent : NAN);
-    metrics.Set("clipFrac", msum > 0 ? clip / msum : 0.0);
-    metrics.Set("ppoKl", msum > 0 ? negR / msum : 0.0);
-    metrics.Set("nonFinite", double(nonFinite));
+    metrics.Set("pgLoss", tot.pgLoss);
+    metrics.Set("klLoss", tot.klLoss);
+    metrics.Set("entropy", h->hasLogits ? tot.entropy : NAN);
+    metrics.Set("clipFrac", msum > 0 ? tot.clipped / msum : 0.0);
+    metrics.Set("ppoKl", msum > 0 ? tot.negLogRatio / msum : 0.0);
+    metrics.Set("nonFinite", double(tot.nonFinite));
     r.Set("metrics", metrics);
     if (!gradRef->IsEmpty()) r.Set("gradLogits", gradRef->Value());
     if (!gradLogpRef->IsEmpty()) r.Set("gradLogp", gradLogpRef->Value());

@@ -10,7 +10,7 @@
 
 #include "nn.h"
 #include "sophia/model_arena.h"
-#include "sampling.h"
+#include "sophia/sampling.h"
 #include "threadpool.h"
 
 namespace sophia::model {
@@ -123,6 +123,29 @@ int64_t plan_generate_bytes(const Config& c, int64_t promptTokens, int64_t promp
   return p.activations + p.attention + 4 * (cache + decode + prompts * c.vocab);
 }
 
+void init_params(const Config& c, uint64_t seed, float* params) {
+  const std::vector<TensorInfo> tensors = layout(c);
+  // N(0, 0.02) for matrices and embeddings; residual projections scaled by 1/sqrt(2·layers);
+  // norms 1; biases and the reward head 0. Each tensor draws from its own stream.
+  const double resid = 0.02 / std::sqrt(2.0 * double(c.layers));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorInfo& t = tensors[i];
+    float* p = params + t.offset;
+    const bool isNorm = t.name.find("norm") != std::string::npos;
+    const bool isBias = t.name.size() > 2 && t.name.compare(t.name.size() - 2, 2, ".b") == 0;
+    if (isNorm) {
+      std::fill(p, p + t.size, 1.f);
+    } else if (isBias || t.name.rfind("score.", 0) == 0) {
+      std::fill(p, p + t.size, 0.f);
+    } else {
+      const bool isResid = t.name.find("attn.wo") != std::string::npos || t.name.find("mlp.w_down") != std::string::npos;
+      sampling::Rng r(seed * 0x100000001b3ull + i + 1);
+      const double sd = isResid ? resid : 0.02;
+      for (int64_t j = 0; j < t.size; ++j) p[j] = float(r.normal() * sd);
+    }
+  }
+}
+
 }  // namespace sophia::model
 
 namespace sophia::cpu {
@@ -136,25 +159,7 @@ Model::Model(const Config& c, uint64_t seed) : cfg_(c), layout_(layout(c)) {
   grads_.assign(static_cast<size_t>(n), 0.f);
   m_.assign(static_cast<size_t>(n), 0.f);
   v_.assign(static_cast<size_t>(n), 0.f);
-  // N(0, 0.02) for matrices and embeddings; residual projections scaled by 1/sqrt(2·layers);
-  // norms 1; biases and the reward head 0. Each tensor draws from its own stream.
-  const double resid = 0.02 / std::sqrt(2.0 * double(c.layers));
-  for (size_t i = 0; i < layout_.size(); ++i) {
-    const TensorInfo& t = layout_[i];
-    float* p = params_.data() + t.offset;
-    const bool isNorm = t.name.find("norm") != std::string::npos;
-    const bool isBias = t.name.size() > 2 && t.name.compare(t.name.size() - 2, 2, ".b") == 0;
-    if (isNorm) {
-      std::fill(p, p + t.size, 1.f);
-    } else if (isBias || t.name.rfind("score.", 0) == 0) {
-      continue;
-    } else {
-      const bool isResid = t.name.find("attn.wo") != std::string::npos || t.name.find("mlp.w_down") != std::string::npos;
-      Rng r(seed * 0x100000001b3ull + i + 1);
-      const double sd = isResid ? resid : 0.02;
-      for (int64_t j = 0; j < t.size; ++j) p[j] = float(r.normal() * sd);
-    }
-  }
+  init_params(c, seed, params_.data());
 }
 
 int64_t Model::bytesAllocated() const {
@@ -514,7 +519,7 @@ void Model::generate(const Generate& gen) {
     }
   }
 
-  std::vector<Rng> rng;
+  std::vector<sampling::Rng> rng;
   rng.reserve(static_cast<size_t>(S));
   for (int64_t s = 0; s < S; ++s) rng.emplace_back(gen.seed * 0x9e3779b97f4a7c15ull + uint64_t(s) * 0xd1b54a32d192ed03ull + 1);
   std::vector<std::pair<float, int32_t>> cand;
@@ -531,7 +536,7 @@ void Model::generate(const Generate& gen) {
   };
   for (int64_t s = 0; s < S; ++s) {
     float lp;
-    const int32_t tok = sample_token(logits.data() + (s / gen.G) * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
+    const int32_t tok = sampling::sample_token(logits.data() + (s / gen.G) * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
     if (record(s, tok, lp)) active.push_back(int32_t(s));
   }
 
@@ -578,7 +583,7 @@ void Model::generate(const Generate& gen) {
     for (int64_t r = 0; r < R; ++r) {
       const int64_t s = active[r];
       float lp;
-      const int32_t tok = sample_token(logits.data() + r * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
+      const int32_t tok = sampling::sample_token(logits.data() + r * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
       if (record(s, tok, lp)) next.push_back(int32_t(s));
     }
     active.swap(next);

@@ -8,8 +8,7 @@
 #include <cstring>
 #include <utility>
 
-#include "../cpu/model.h"
-#include "../cpu/sampling.h"
+#include "sophia/sampling.h"
 #include "check.cuh"
 #include "model.cuh"
 #include "nn.cuh"
@@ -275,8 +274,9 @@ Model::Model(const Config& c, uint64_t seed) : cfg_(c), layout_(layout(c)) {
   m_ = grads_ + n_;
   v_ = m_ + n_;
   {
-    cpu::Model init(c, seed);  // the CPU's initialisation, bit for bit
-    SOPHIA_CUDA_CHECK(cudaMemcpy(params_, init.params(), size_t(n_) * 4, cudaMemcpyHostToDevice));
+    std::vector<float> init(static_cast<size_t>(n_), 0.f);
+    model::init_params(c, seed, init.data());  // the CPU's initialisation, bit for bit
+    SOPHIA_CUDA_CHECK(cudaMemcpy(params_, init.data(), size_t(n_) * 4, cudaMemcpyHostToDevice));
   }
   SOPHIA_CUDA_CHECK(cudaMemset(grads_, 0, size_t(3 * n_) * 4));
   work_.reserve(4 * kWorkFloats);
@@ -715,7 +715,7 @@ void Model::generate(const Generate& gen) {
     check_launch();
   }
 
-  std::vector<cpu::Rng> rng;
+  std::vector<sampling::Rng> rng;
   rng.reserve(static_cast<size_t>(S));
   for (int64_t s = 0; s < S; ++s) rng.emplace_back(gen.seed * 0x9e3779b97f4a7c15ull + uint64_t(s) * 0xd1b54a32d192ed03ull + 1);
   std::vector<std::pair<float, int32_t>> cand;
@@ -732,7 +732,7 @@ void Model::generate(const Generate& gen) {
   };
   for (int64_t s = 0; s < S; ++s) {
     float lp;
-    const int32_t tok = cpu::sample_token(logits.data() + (s / gen.G) * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
+    const int32_t tok = sampling::sample_token(logits.data() + (s / gen.G) * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
     if (record(s, tok, lp)) active.push_back(int32_t(s));
   }
 
@@ -795,7 +795,7 @@ void Model::generate(const Generate& gen) {
     for (int64_t r = 0; r < R; ++r) {
       const int64_t s = active[r];
       float lp;
-      const int32_t tok = cpu::sample_token(logits.data() + r * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
+      const int32_t tok = sampling::sample_token(logits.data() + r * V, V, gen.temperature, gen.topK, gen.topP, rng[s], &lp, cand);
       if (record(s, tok, lp)) next.push_back(int32_t(s));
     }
     active.swap(next);

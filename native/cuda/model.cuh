@@ -37,7 +37,7 @@ class DeviceMemory {
 
 class Model {
  public:
-  // Initial parameters are bit-identical to cpu::Model(c, seed) (made by it on the host).
+  // Initial parameters are bit-identical to cpu::Model(c, seed) (model::init_params, on the host).
   // Lives on the device current at construction; every call makes it current on the calling thread
   // (the addon's async workers run on other threads).
   Model(const model::Config& c, uint64_t seed);
@@ -71,7 +71,7 @@ class Model {
   void zeroGrad();
   model::StepResult step(const model::AdamW& o);
   // All pointers in g are host pointers. Logits come back to the host each step and are sampled
-  // there by the CPU's sampler (cpu/sampling.h): same seed and equal logits, same tokens.
+  // there by the CPU's sampler (sophia/sampling.h): same seed and equal logits, same tokens.
   void generate(const model::Generate& g);
 
  private:

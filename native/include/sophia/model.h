@@ -57,6 +57,11 @@ struct TensorInfo {
 
 std::vector<TensorInfo> layout(const Config& c);
 
+// The initial parameters of a model of config c (every backend starts from these, bit for bit):
+// N(0, 0.02) matrices and embeddings, residual projections scaled by 1/sqrt(2·layers), norms 1,
+// biases and the reward head 0; params holds the layout's size.
+void init_params(const Config& c, uint64_t seed, float* params);
+
 // What a training batch needs, in bytes, before anything is allocated.
 struct MemoryPlan {
   int64_t params = 0, grads = 0, optimizer = 0, activations = 0, attention = 0, scratch = 0;

@@ -9,7 +9,7 @@
 
 #include "sophia/common.h"
 
-namespace sophia::cpu {
+namespace sophia::sampling {
 
 // splitmix64: seeds the initialisation and the sampling streams.
 struct Rng {
@@ -91,4 +91,4 @@ inline int32_t sample_token(const float* logits, int64_t V, float temp, int64_t 
   return tok;
 }
 
-}  // namespace sophia::cpu
+}  // namespace sophia::sampling
