@@ -121,7 +121,7 @@ export async function runRmServe(opts: RmServeOptions): Promise<void> {
   const maxBatch = opts.maxBatch ?? (opts.source.upstream === undefined ? 32 : 1);
   const server = await startThinkingRewardServer(source.reward, {
     host: opts.host, port: opts.port, modelName: opts.modelName, apiKey: opts.apiKey, maxBodyBytes: opts.maxBodyBytes,
-    concurrency: opts.concurrency, maxQueue: opts.maxQueue, maxBatch, requestTimeoutMs: opts.requestTimeoutMs,
+    concurrency: opts.concurrency, maxQueue: opts.maxQueue, maxBatch, maxImagePixels: opts.maxImagePixels, requestTimeoutMs: opts.requestTimeoutMs,
     log: opts.log ?? (opts.verbose ? (line) => console.error(`${new Date().toISOString()} ${line}`) : undefined),
   });
   const modelName = opts.modelName ?? 'sophia-thinking-rm';
@@ -200,6 +200,7 @@ export function registerRmServe(program: Command): void {
     .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on every request').env('SOPHIA_RM_API_KEY'))
     .option('--api-key-file <file>', 'read the required key from this file (its first line), so it shows neither in `ps` nor in the environment')
     .addOption(new Option('--max-body <size>', 'largest request body (e.g. 8MiB, 512KiB, 1048576)').argParser(parseByteSize).default(8 * 2 ** 20, '8MiB'))
+    .option('--max-image-pixels <n>', 'most pixels an image in a request may declare; larger ones get 400 before any decoding', intArg(1), 16_777_216)
     .option('--concurrency <n>', 'reward calls in flight at once', intArg(1), 4)
     .option('--queue <n>', 'requests that may wait beyond those in flight; more get 503', intArg(0), 64)
     .option('--batch <n>', 'most waiting requests scored in one reward call (default: 32 for an embedded model, 1 for an upstream)', intArg(1))
@@ -226,7 +227,7 @@ export function registerRmServe(program: Command): void {
         },
         host: o.host as string, port: o.port as number, modelName: o.modelName as string,
         apiKey: (o.apiKey as string | undefined) || undefined, maxBodyBytes: o.maxBody as number,
-        concurrency: o.concurrency as number, maxQueue: o.queue as number, maxBatch: o.batch as number | undefined,
+        concurrency: o.concurrency as number, maxQueue: o.queue as number, maxBatch: o.batch as number | undefined, maxImagePixels: o.maxImagePixels as number,
         requestTimeoutMs: o.timeoutMs as number, verbose: o.verbose === true,
       });
     });

@@ -3,7 +3,7 @@
  * ThinkingItem that OpenAIThinkingReward (lib/rewards/thinking.ts) turned into it.
  */
 import { describe } from '../errors';
-import { imageFormat } from '../data/images';
+import { declaredSize, imageFormat } from '../data/images';
 import { THINKING_RM_PROMPT } from '../rewards/prompt';
 import type { ThinkingItem } from '../rewards/thinking';
 
@@ -74,7 +74,10 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return x !== null && typeof x === 'object' && !Array.isArray(x);
 }
 
-function decodeImageUrl(value: unknown, param: string): Buffer {
+/** The most pixels an image in a request may declare (4096², see ThinkingRewardServerOptions.maxImagePixels). */
+export const MAX_REQUEST_IMAGE_PIXELS = 16_777_216;
+
+function decodeImageUrl(value: unknown, param: string, maxPixels: number): Buffer {
   const url = isObject(value) ? value.url : value;
   if (typeof url !== 'string') throw badRequest(param, `${param}: expected {url: 'data:image/png;base64,…'} or the URL string, got ${describe(url)}`);
   const m = /^data:image\/[a-z0-9.+-]+;base64,/i.exec(url);
@@ -86,6 +89,11 @@ function decodeImageUrl(value: unknown, param: string): Buffer {
   if (b64.length === 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw badRequest(param, `${param}: the data URL's payload is not base64`);
   const bytes = Buffer.from(b64, 'base64');
   if (imageFormat(bytes) === null) throw badRequest(param, `${param}: expected PNG or JPEG image data, got ${bytes.length} bytes of another or no format`);
+  // Refused from the header, before anything decodes it: a small file can claim a huge image.
+  const size = declaredSize(bytes);
+  if (size && size.width * size.height > maxPixels) {
+    throw badRequest(param, `${param}: the image declares ${size.width}×${size.height} pixels, over this server's limit of ${maxPixels}`);
+  }
   return bytes;
 }
 
@@ -110,7 +118,8 @@ function optionalPositiveInt(body: Record<string, unknown>, key: string, max = N
  * question is taken off again, so a question comes back as it was sent. Other OpenAI fields
  * (seed, stop, user, logprobs, …) are accepted and ignored. Throws ApiError 400 naming the field.
  */
-export function parseChatRequest(body: unknown): ParsedRequest {
+export function parseChatRequest(body: unknown, opts: { maxImagePixels?: number } = {}): ParsedRequest {
+  const maxImagePixels = opts.maxImagePixels ?? MAX_REQUEST_IMAGE_PIXELS;
   if (!isObject(body)) throw badRequest('body', `the request body must be a JSON object, got ${describe(body)}`);
   const model = body.model;
   if (model !== undefined && model !== null && typeof model !== 'string') throw badRequest('model', `model: expected a string, got ${describe(model)}`);
@@ -153,7 +162,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
         if (typeof part.text !== 'string') throw badRequest(`${param}.text`, `${param}.text: expected a string, got ${describe(part.text)}`);
         texts.push(part.text);
       } else if (part.type === 'image_url') {
-        const bytes = decodeImageUrl(part.image_url, `${param}.image_url`);
+        const bytes = decodeImageUrl(part.image_url, `${param}.image_url`, maxImagePixels);
         image ??= bytes;
       } else {
         throw badRequest(`${param}.type`, `${param}.type: expected 'text' or 'image_url', got ${describe(part.type)}`);

@@ -8,7 +8,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SophiaError, describe } from '../errors';
 import type { ThinkingItem, ThinkingReward } from '../rewards/thinking';
-import { ApiError, parseChatRequest } from './parse';
+import { ApiError, MAX_REQUEST_IMAGE_PIXELS, parseChatRequest } from './parse';
 
 export interface ThinkingRewardServerOptions {
   /** Interface to listen on (default '127.0.0.1', loopback only; '0.0.0.0' for every interface). */
@@ -21,6 +21,11 @@ export interface ThinkingRewardServerOptions {
   apiKey?: string;
   /** Largest request body in bytes; larger ones get 413 and are not read further (default 8 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Most pixels an image in a request may declare (default 16,777,216 = 4096²); a larger one is a
+   * 400, refused from its header before anything decodes it (decoding runs on the event loop).
+   */
+  maxImagePixels?: number;
   /** Most reward.score calls in flight at once (default 4). */
   concurrency?: number;
   /** Requests that may wait for a free call beyond those in flight; more get 503 (default 64; 0: none wait). */
@@ -210,6 +215,7 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
   const concurrency = intOption('concurrency', options.concurrency, DEFAULTS.concurrency, 1);
   const maxQueue = intOption('maxQueue', options.maxQueue, DEFAULTS.maxQueue, 0);
   const maxBatch = intOption('maxBatch', options.maxBatch, DEFAULTS.maxBatch, 1);
+  const maxImagePixels = intOption('maxImagePixels', options.maxImagePixels, MAX_REQUEST_IMAGE_PIXELS, 1);
   const requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1, 2 ** 31 - 1);
   if (options.log !== undefined && typeof options.log !== 'function') {
     throw new SophiaError('E_CONFIG', `startThinkingRewardServer: log must be a function, got ${describe(options.log)}`);
@@ -326,7 +332,7 @@ export async function startThinkingRewardServer(reward: ThinkingReward, options:
         } catch (err) {
           throw new ApiError(400, 'invalid_request_error', 'invalid_json', `the request body is not JSON (${(err as Error).message})`, 'body');
         }
-        parsed = parseChatRequest(body);
+        parsed = parseChatRequest(body, { maxImagePixels });
         if (parsed.model !== undefined && parsed.model !== modelName) {
           throw new ApiError(404, 'not_found_error', 'model_not_found', `the model ${describe(parsed.model)} does not exist; this server serves ${JSON.stringify(modelName)}`, 'model');
         }

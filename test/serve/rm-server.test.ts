@@ -238,6 +238,26 @@ test('an oversized body gets 413, declared or streamed, and the server goes on',
   expect(fake.seen).toHaveLength(1);
 });
 
+test('an image that declares more than maxImagePixels is a 400 before any decoding, fast; /health stays answered', async () => {
+  const s = await serve({ maxImagePixels: 1_000_000 });
+  // a real 8×8 PNG whose header is rewritten to claim 20000×20000 pixels
+  const png = new PNG({ width: 8, height: 8 });
+  const bytes = PNG.sync.write(png);
+  bytes.writeUInt32BE(20000, 16);
+  bytes.writeUInt32BE(20000, 20);
+  const body = chat([{ role: 'user', content: [
+    { type: 'image_url', image_url: { url: `data:image/png;base64,${bytes.toString('base64')}` } },
+    { type: 'text', text: fillThinkingPrompt('q', 'r') },
+  ] }]);
+  const t0 = Date.now();
+  const r = await post(s, body);
+  expect(Date.now() - t0).toBeLessThan(2000);
+  expectError(r, 400);
+  expect(r.json.error.message).toMatch(/declares 20000×20000 pixels, over this server's limit of 1000000/);
+  expect(fake.seen).toHaveLength(0);
+  expect((await fetch(`${s.url}/health`)).status).toBe(200);
+});
+
 test('400 for bad JSON and bad fields, naming the field; 404 and 405 for routes and methods', async () => {
   const s = await serve();
   expectError(await post(s, '{"messages": [', {}), 400, 'invalid_json');
