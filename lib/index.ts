@@ -3,6 +3,7 @@ export {
   systemInfo,
   loadBackend,
   native,
+  announceBackend,
   parseDeviceRequest,
   type Backend,
   type CudaStatus,
@@ -48,3 +49,6 @@ export * from './task';
 export * from './report';
 export * from './serve';
 export { pairedBootstrap, pairedRunsBootstrap, type Interval } from './stats';
+export * from './train';
+export { runEval, formatEval, type EvalCliOptions, type PolicyEvaluation } from './cli/eval';
+export { runAblation, ablationComparisons, ABLATION_VARIANTS, MAIN_JOB } from './cli/train';

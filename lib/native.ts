@@ -160,12 +160,19 @@ export function loadBackend(request: DeviceRequest = parseDeviceRequest(process.
 }
 
 let loaded: LoadedBackend | undefined;
+// A library is quiet in its user's program; the CLI (and SOPHIA_VERBOSE=1) says which backend it uses.
+let announce = process.env.SOPHIA_VERBOSE === '1';
 
-/** The process-wide backend, loaded on first use; prints its one-line choice unless SOPHIA_QUIET=1. */
+/** Whether the backend's one-line choice is printed on stderr when it loads (default: only with SOPHIA_VERBOSE=1). */
+export function announceBackend(on: boolean): void {
+  announce = on;
+}
+
+/** The process-wide backend, loaded on first use. */
 export function native(): LoadedBackend {
   if (!loaded) {
     loaded = loadBackend();
-    if (process.env.SOPHIA_QUIET !== '1') process.stderr.write(`${loaded.line}\n`);
+    if (announce && process.env.SOPHIA_QUIET !== '1') process.stderr.write(`${loaded.line}\n`);
   }
   return loaded;
 }

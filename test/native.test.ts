@@ -69,3 +69,27 @@ describe('backend loader', () => {
     }
   });
 });
+
+describe('the built package (dist/, made by npm run build before the tests)', () => {
+  const { execFileSync } = require('node:child_process') as typeof import('node:child_process');
+  const path = require('node:path') as typeof import('node:path');
+  const root = path.join(__dirname, '..');
+  const env = { ...process.env, SOPHIA_QUIET: '', SOPHIA_VERBOSE: '' };
+  const run = (args: string[], extra: Record<string, string> = {}) =>
+    execFileSync(process.execPath, args, { cwd: root, env: { ...env, ...extra }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const script = "const s = require('./dist/index.js'); s.native(); process.stderr.write('done')";
+
+  test('the library is quiet in a user program; SOPHIA_VERBOSE=1 prints the backend line', () => {
+    const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+    const quiet = spawnSync(process.execPath, ['-e', script], { cwd: root, env, encoding: 'utf8' });
+    expect(quiet.status).toBe(0);
+    expect(quiet.stderr).toBe('done');
+    const verbose = spawnSync(process.execPath, ['-e', script], { cwd: root, env: { ...env, SOPHIA_VERBOSE: '1' }, encoding: 'utf8' });
+    expect(verbose.stderr).toMatch(/^sophia-rl: using the \w+ backend .*\ndone$/s);
+  });
+
+  test('sophia --version prints the package version', () => {
+    const version = (require('../package.json') as { version: string }).version;
+    expect(run(['dist/cli.js', '--version']).trim()).toBe(version);
+  });
+});

@@ -1,5 +1,8 @@
 import { Command } from 'commander';
 import { SophiaError } from '../errors';
+import { announceBackend, packageRoot } from '../native';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { infoLines } from './info';
 import { registerEval } from './eval';
 import { registerRmServe } from './rm-serve';
@@ -9,8 +12,15 @@ import { registerSft } from './sft';
 import { registerTrain } from './train';
 import { smokeKernel } from './smoke';
 
+// The CLI says which backend it runs on (SOPHIA_QUIET=1 silences it); the library alone is quiet.
+announceBackend(true);
+
 const program = new Command();
-program.name('sophia').description('Trust-GRPO for multimodal reasoning models (SophiaVL-R1)').showHelpAfterError();
+program
+  .name('sophia')
+  .description('Trust-GRPO for multimodal reasoning models (SophiaVL-R1)')
+  .version(packageVersion(), '-V, --version', 'print the sophia-rl version')
+  .showHelpAfterError();
 
 program
   .command('info')
@@ -28,6 +38,14 @@ program
     console.log(`\nkernel check: grpoLoss on N=${r.N}, V=${r.V} (${r.backend}) loss=${r.loss.toFixed(6)}, max |grad - oracle| = ${r.maxGradError.toExponential(2)}: ${r.ok ? 'ok' : 'MISMATCH'}`);
     if (!r.ok) process.exitCode = 1;
   });
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 registerScore(program);
 registerRmServe(program);
