@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatRmSummary, resolveRmOptions, runRmTrain, type RmOptions } from '../train/rm';
+import { defaultPolicyDir } from '../train/trainer';
 import { DEFAULT_SFT_OUT, createProgressReporter, defined, difficultyArg, intArg, positiveArg, readJsonOptions } from './sft';
 
 export const DEFAULT_RM_OUT = 'models/thinking-rm';
@@ -27,7 +28,7 @@ export function registerRmTrain(program: Command): void {
   const rm = program.commands.find((c) => c.name() === 'rm') ?? program.command('rm').description('thinking reward model tools');
   rm.command('train')
     .description('train the embedded thinking reward model on judged policy samples, flawed and gold responses (bins balanced), evaluate it on held-out problems and save it')
-    .option('--policy <dir>', 'warm-started policy to sample responses from (sophia sft)', DEFAULT_SFT_OUT)
+    .option('--policy <dir>', 'warm-started policy to sample responses from (sophia sft; default: the shipped models/sft-policy, as the other commands)', defaultPolicyDir())
     .option('--out <dir>', 'output folder: checkpoint, rm.json, report.html', DEFAULT_RM_OUT)
     .option('--seed <n>', 'seed of the problems, sampling, balancing and batch order', intArg(0))
     .option('--problems <n>', `training problems (default ${d.problems})`, intArg(1))
