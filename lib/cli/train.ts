@@ -75,6 +75,13 @@ function uniqueName(runsDir: string, base: string): string {
 
 export function registerTrain(program: Command): void {
   program
+    .command('report')
+    .description('(re)write runs/<name>/report.html from the run folder, e.g. after a kill or while the run goes on')
+    .argument('<runDir>', 'a run folder made by sophia train')
+    .action(async (runDir: string) => {
+      console.log(`report: ${await writeRunReport(runDir)}`);
+    });
+  program
     .command('train')
     .description('run Trust-GRPO from a YAML/JSON config, or resume a run folder')
     .option('--config <file>', 'YAML or JSON training config (fields: see TrainConfigSchema)')

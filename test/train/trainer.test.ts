@@ -237,6 +237,23 @@ test('redactSecrets: secret-like keys and URL user-info, at any depth; other val
   expect(input.thinking.apiKey).toBe('k1'); // a copy
 });
 
+test('sophia report rebuilds a run folder\'s report; a folder that is not a run is an E_IO error', async () => {
+  const { Command } = await import('commander');
+  const { registerTrain } = await import('../../lib/cli/train');
+  const dir = path.join(root, 'runs', 'whole');
+  fs.rmSync(path.join(dir, 'report.html'), { force: true });
+  const program = new Command().exitOverride();
+  registerTrain(program);
+  const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  try {
+    await program.parseAsync(['report', dir], { from: 'user' });
+    await expect(program.parseAsync(['report', path.join(root, 'no-run')], { from: 'user' })).rejects.toMatchObject({ code: 'E_IO' });
+  } finally {
+    log.mockRestore();
+  }
+  expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toContain('held-out accuracy');
+});
+
 test('the run report is one self-contained file with every chart', async () => {
   const { writeRunReport } = await import('../../lib/train/report');
   const file = await writeRunReport(path.join(root, 'runs', 'whole'));
