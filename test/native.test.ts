@@ -88,6 +88,14 @@ describe('the built package (dist/, made by npm run build before the tests)', ()
     expect(verbose.stderr).toMatch(/^sophia-rl: using the \w+ backend .*\ndone$/s);
   });
 
+  test('sophia --device picks the backend like SOPHIA_DEVICE; a wrong one is a clear error', () => {
+    expect(run(['dist/cli.js', '--device', 'cpu', 'info'])).toMatch(/backend:\s+cpu\s+\(.*SOPHIA_DEVICE=cpu/);
+    const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+    const bad = spawnSync(process.execPath, ['dist/cli.js', '--device', 'gpu', 'info'], { cwd: root, env, encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--device must be 'auto', 'cpu' or 'cuda', got "gpu"/);
+  });
+
   test('sophia --version prints the package version', () => {
     const version = (require('../package.json') as { version: string }).version;
     expect(run(['dist/cli.js', '--version']).trim()).toBe(version);

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { SophiaError } from '../errors';
-import { announceBackend, packageRoot } from '../native';
+import { announceBackend, packageRoot, parseDeviceRequest } from '../native';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { infoLines } from './info';
@@ -20,7 +20,19 @@ program
   .name('sophia')
   .description('Trust-GRPO for multimodal reasoning models (SophiaVL-R1)')
   .version(packageVersion(), '-V, --version', 'print the sophia-rl version')
+  .option('--device <device>', "backend for every command: 'auto' (CUDA when a usable GPU is there), 'cpu' or 'cuda' (default: $SOPHIA_DEVICE, else auto)")
   .showHelpAfterError();
+
+// --device is the same as SOPHIA_DEVICE, set before anything loads the backend.
+program.hook('preAction', (root) => {
+  const device = root.opts().device as string | undefined;
+  if (device === undefined) return;
+  try {
+    process.env.SOPHIA_DEVICE = parseDeviceRequest(device);
+  } catch {
+    throw new SophiaError('E_CONFIG', `--device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
+  }
+});
 
 program
   .command('info')
