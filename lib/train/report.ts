@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writeReport, type Chart, type LineSeries, type Report, type ReportSection } from '../report';
-import { readMetrics, readSamples, type EvalMetricKey, type EvalMetrics, type StepMetrics } from './trainer';
+import { readMetrics, readSamples, type EvalMetricKey, type EvalMetrics, type SampleRecord, type StepMetrics } from './trainer';
 import { redactSecrets } from './config';
 
 const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(3));
@@ -86,7 +86,19 @@ export async function writeRunReport(runDir: string): Promise<string> {
         line('entropy', 'Entropy of the policy', 'nats', [{ name: 'entropy', x, y: steps.map((m) => m.entropy) }]),
         line('gradnorm', 'Gradient norm (before clipping)', 'norm', [{ name: 'grad norm', x, y: steps.map((m) => m.gradNorm) }]),
         line('length', 'Mean response length', 'tokens', [{ name: 'length', x, y: steps.map((m) => m.meanResponseLength) }]),
+        line('clip', 'Share of tokens whose ratio was clipped (PPO)', 'share', [{ name: 'clip fraction', x, y: steps.map((m) => m.clipFrac) }]),
+        line('lr', 'Learning rate', 'lr', [{ name: 'lr', x, y: steps.map((m) => m.lr) }]),
+        line('adv-std', 'Standard deviation of the advantages', 'std', [{ name: 'advantage std', x, y: steps.map((m) => m.advStd) }]),
+        line('truncated', 'Share of responses cut off at maxNew (no EOS)', 'share', [{ name: 'truncated', x, y: steps.map((m) => m.truncated ?? NaN) }], { yRange: [0, 1] }),
       ],
+    },
+    {
+      title: 'Sample rollouts',
+      text: 'The first response of the first group, every few steps: what the policy writes and what each reward made of it.',
+      tables: [{
+        header: ['step', 'question', 'response', 'outcome', 'thinking reward', 'judge', 'advantage'],
+        rows: sampleRows(samples),
+      }],
     },
     {
       title: 'Held-out evaluation',
@@ -109,6 +121,20 @@ export async function writeRunReport(runDir: string): Promise<string> {
   const report: Report = { title: `Trust-GRPO run ${path.basename(runDir)}`, subtitle: `${steps.length} steps`, sections, config };
   await writeReport(file, report);
   return file;
+}
+
+/** Up to 12 rollouts spread over the run: the first sample of each chosen step. */
+function sampleRows(samples: SampleRecord[]): (string | number)[][] {
+  const steps = [...new Set(samples.map((s) => s.step))];
+  const every = Math.max(1, Math.ceil(steps.length / 12));
+  const chosen = new Set(steps.filter((_, i) => i % every === 0));
+  const rows: (string | number)[][] = [];
+  for (const s of samples) {
+    if (!chosen.has(s.step)) continue;
+    chosen.delete(s.step);
+    rows.push([s.step, s.question, s.response, s.outcome, s.thinking ?? 'missing', s.judge, s.advantage]);
+  }
+  return rows;
 }
 
 /** Mean and sample standard deviation of each group (NaN for an empty group; sd 0 for one value). */

@@ -78,6 +78,8 @@ export interface StepMetrics {
   lr: number;
   responseTokens: number;
   meanResponseLength: number;
+  /** Share of the step's responses cut off at maxNew (no EOS sampled). */
+  truncated?: number;
   tokensPerSec: number;
   time: { sampling: number; rewards: number; loss: number; update: number; total: number };
   rmCalls: number;
@@ -594,6 +596,7 @@ export class TrustGrpoTrainer {
       lr,
       responseTokens,
       meanResponseLength: responseTokens / n,
+      truncated: samples.filter((x) => !Array.from(x.tokens).includes(this.policy.tokenizer.special.eos)).length / n,
       tokensPerSec: (trainedTokens + responseTokens) / time.total,
       time,
       rmCalls: calls,

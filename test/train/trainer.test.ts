@@ -262,13 +262,17 @@ test('the run report is one self-contained file with every chart', async () => {
   expect(html).not.toMatch(/<script[^>]*src=|https?:\/\/(?!www\.w3\.org)/);
   expect(html).not.toMatch(/NaN|undefined/);
   expect(html).toContain('held-out accuracy');
+  // the sample rollouts table: the first rollout of a step, with its rewards
+  const first = (await readSamples(path.join(root, 'runs', 'whole')))[0];
+  expect(html).toContain('Sample rollouts');
+  expect(html).toContain(`<td>${first.question.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')}</td>`);
 });
 
 /** The run report's charts; 'rt-judge' only when some group had both Rt and the judge varying. */
 async function runCharts(): Promise<string[]> {
   const metrics = await readMetrics(path.join(root, 'runs', 'whole'));
   const corr = metrics.some((m) => Number.isFinite(m.thinkingJudgeCorr));
-  return ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rm-failed', ...(corr ? ['rt-judge'] : []), 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'eval', 'time'];
+  return ['outcome', 'thinking', 'gamma', 'weight', 'uniform', 'rm-failed', ...(corr ? ['rt-judge'] : []), 'rm-vs-judge', 'loss', 'kl', 'entropy', 'gradnorm', 'length', 'clip', 'lr', 'adv-std', 'truncated', 'eval', 'time'];
 }
 const ABLATION_CHARTS = ['abl-outcome', 'abl-thinking', 'abl-gamma', 'abl-final', 'abl-eval-accuracy', 'abl-eval-judge', 'abl-eval-wtra'];
 
