@@ -96,6 +96,17 @@ describe('the built package (dist/, made by npm run build before the tests)', ()
     expect(bad.stderr).toMatch(/--device must be 'auto', 'cpu' or 'cuda', got "gpu"/);
   });
 
+  test('every command takes --no-progress, which silences the progress and backend lines', () => {
+    const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+    const plain = spawnSync(process.execPath, ['dist/cli.js', 'info'], { cwd: root, env, encoding: 'utf8' });
+    expect(plain.stderr).toMatch(/using the \w+ backend/);
+    const quiet = spawnSync(process.execPath, ['dist/cli.js', 'info', '--no-progress'], { cwd: root, env, encoding: 'utf8' });
+    expect(quiet.status).toBe(0);
+    expect(quiet.stderr).toBe('');
+    for (const cmd of [['sft'], ['eval'], ['train'], ['ablate'], ['start'], ['rm', 'train'], ['rm', 'serve'], ['score']])
+      expect(run(['dist/cli.js', ...cmd, '--help'])).toContain('--no-progress');
+  });
+
   test('sophia --version prints the package version', () => {
     const version = (require('../package.json') as { version: string }).version;
     expect(run(['dist/cli.js', '--version']).trim()).toBe(version);

@@ -66,6 +66,16 @@ registerSft(program);
 registerTrain(program);
 registerEval(program);
 
+// --no-progress on every command: without it only `score` had one (the others read SOPHIA_QUIET).
+const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
+for (const c of everyCommand(program).slice(1)) {
+  if (c.commands.length > 0 || c.options.some((o) => o.long === '--no-progress')) continue;
+  c.option('--no-progress', 'no progress lines on stderr (as SOPHIA_QUIET=1)');
+}
+program.hook('preAction', (_root, action) => {
+  if (action.opts().progress === false) process.env.SOPHIA_QUIET = '1';
+});
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof SophiaError) {
     console.error(`sophia: ${err.code}: ${err.message}`);
