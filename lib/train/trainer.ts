@@ -107,6 +107,17 @@ export interface TrainerHooks {
   onStep?(m: StepMetrics): void;
   onEval?(step: number, e: EvalResult): void;
   onPhase?(step: number, phase: 'sampling' | 'rewards' | 'loss' | 'update' | 'eval' | 'checkpoint'): void;
+  /**
+   * A thinking reward of your own (anything with `score(items)` and `stats`: an HTTP client, a
+   * rule, another model), used instead of the one `config.thinking` names. The trainer does not
+   * dispose it. Pass it again to resume().
+   */
+  thinkingReward?: ThinkingReward;
+  /**
+   * An outcome reward of your own, per problem (e.g. per problem type), instead of the rule-based
+   * one; a number in [0, 1]. Pass it again to resume().
+   */
+  outcomeReward?(x: { response: string; problem: SyntheticProblem }): number | Promise<number>;
 }
 
 export interface RunSummary {
@@ -246,6 +257,9 @@ export class TrustGrpoTrainer {
   private before?: EvalMetrics;
 
   private constructor(config: TrainConfig, runDir: string, hooks: TrainerHooks) {
+    if (hooks === null || typeof hooks !== 'object') throw new SophiaError('E_TYPE', `TrustGrpoTrainer: hooks must be an object, got ${describe(hooks)}`);
+    if (hooks.outcomeReward !== undefined && typeof hooks.outcomeReward !== 'function')
+      throw new SophiaError('E_CONFIG', `outcomeReward must be a function, got ${describe(hooks.outcomeReward)}`);
     this.config = config;
     this.runDir = runDir;
     this.hooks = hooks;
@@ -316,6 +330,12 @@ export class TrustGrpoTrainer {
   }
 
   private async makeReward(): Promise<ThinkingReward | null> {
+    const custom = this.hooks.thinkingReward;
+    if (custom !== undefined) {
+      if (custom === null || typeof custom !== 'object' || typeof custom.score !== 'function')
+        throw new SophiaError('E_CONFIG', `thinkingReward must be a ThinkingReward (an object with score(items) and stats), got ${describe(custom)}`);
+      return custom;
+    }
     const t = this.config.thinking;
     if (t.source === 'none') return null;
     if (t.source === 'http') {
@@ -460,7 +480,14 @@ export class TrustGrpoTrainer {
     const outcome = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       const p = probs[samples[i].prompt];
-      outcome[i] = await outcomeReward({ response: responses[i], groundTruth: p.answer, problemType: p.problemType }, { mode: c.mode });
+      if (this.hooks.outcomeReward) {
+        const r = await this.hooks.outcomeReward({ response: responses[i], problem: p });
+        if (typeof r !== 'number' || !(r >= 0 && r <= 1))
+          throw new SophiaError('E_RANGE', `outcomeReward must return a number in [0, 1], got ${describe(r)} (step ${s}, problem ${p.id})`);
+        outcome[i] = r;
+      } else {
+        outcome[i] = await outcomeReward({ response: responses[i], groundTruth: p.answer, problemType: p.problemType }, { mode: c.mode });
+      }
     }
     const { thinking, calls, failures } = await this.scoreThinking(probs, responses, outcome);
     if (calls > 0 && failures === calls) {
@@ -617,7 +644,7 @@ export class TrustGrpoTrainer {
   dispose(): void {
     this.policy?.dispose();
     this.reference?.dispose();
-    if (this.reward instanceof RewardModel) this.reward.dispose();
+    if (this.reward instanceof RewardModel && this.reward !== this.hooks.thinkingReward) this.reward.dispose();
   }
 }
 

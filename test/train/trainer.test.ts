@@ -228,6 +228,34 @@ test('an HTTP reward model that never scores: the run warns on stderr every step
   expect(html).toMatch(/<svg[^>]*id="rm-failed"/);
 });
 
+test('a script can plug in its own thinking reward and outcome reward; bad ones are refused', async () => {
+  const seen: string[] = [];
+  const thinkingReward = {
+    stats: { requested: 0, scored: 0, cacheHits: 0, calls: 0, retries: {}, failed: {} } as never,
+    async score(items: { question: string; response: string }[]) {
+      seen.push(...items.map((i) => i.response));
+      return items.map((i) => (i.response.length % 10) / 10);
+    },
+  };
+  const outcomeReward = ({ response, problem }: { response: string; problem: { answer: string } }) => (response.includes(`<answer>${problem.answer}</answer>`) ? 1 : 0.25);
+  const trainer = await TrustGrpoTrainer.create(base('plugged', { steps: 2, evalEvery: 0, checkpointEvery: 0 }), { thinkingReward, outcomeReward });
+  await trainer.run();
+  trainer.dispose();
+  const samples = await readSamples(path.join(root, 'runs', 'plugged'));
+  expect(samples.length).toBe(2 * 3 * 4);
+  expect(seen.length).toBe(samples.length);
+  for (const x of samples) {
+    expect(x.thinking).toBeCloseTo((seen[samples.indexOf(x)].length % 10) / 10, 6);
+    expect([1, 0.25]).toContain(x.outcome);
+  }
+  expect(samples.some((x) => x.outcome === 0.25)).toBe(true);
+  await expect(TrustGrpoTrainer.create(base('plugged-bad', { steps: 1 }), { outcomeReward: 'x' as never })).rejects.toThrow(/outcomeReward must be a function/);
+  await expect(TrustGrpoTrainer.create(base('plugged-bad', { steps: 1 }), { thinkingReward: {} as never })).rejects.toThrow(/thinkingReward must be a ThinkingReward/);
+  const out = await TrustGrpoTrainer.create(base('plugged-range', { steps: 1, evalEvery: 0, checkpointEvery: 0 }), { outcomeReward: () => 2 });
+  await expect(out.run()).rejects.toThrow(/outcomeReward must return a number in \[0, 1\], got 2/);
+  out.dispose();
+});
+
 test('redactSecrets: secret-like keys and URL user-info, at any depth; other values kept', () => {
   const input = { thinking: { apiKey: 'k1', url: 'http://alice:pw@host:8000/v1', model: 'm' }, list: [{ token: 't', password: '', n: 3 }], note: 'https://x.org/a@b' };
   expect(redactSecrets(input)).toEqual({
