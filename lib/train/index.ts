@@ -2,6 +2,7 @@
 export {
   TrustGrpoTrainer, readMetrics, readSamples, defaultPolicyDir, defaultRewardDir,
   type EvalMetrics, type EvalMetricKey, type StepMetrics, type SampleRecord, type TrainerHooks, type RunSummary,
+  type Rollouts, type RolloutRewards, type StepAdvantages, type UpdateStats,
 } from './trainer';
 export {
   TrainConfigSchema, resolveTrainConfig, loadTrainConfig, learningRate, redactSecrets, redactUrl, REDACTED,

@@ -13,7 +13,7 @@ import { SophiaError, describe } from '../errors';
 import { encodePng } from '../data/images';
 import { EVAL_SEED, generateProblems, swappedImages, type SyntheticProblem } from '../task';
 import { judgeThinking } from '../task';
-import { VisionLanguageModel } from '../model/model';
+import { VisionLanguageModel, type Sample, type SequenceInput } from '../model/model';
 import { RewardModel, rewardModelFromPolicy } from '../model/reward';
 import { loadPolicy, loadRewardModel, saveModel, writeFileAtomic } from '../model/checkpoint';
 import { packageRoot } from '../native';
@@ -101,6 +101,47 @@ export interface SampleRecord {
   weight: number;
   reward: number;
   advantage: number;
+}
+
+/** Phase 1 of a step: the prompts and their G samples each. */
+export interface Rollouts {
+  step: number;
+  problems: SyntheticProblem[];
+  prompts: SequenceInput[];
+  samples: Sample[];
+  responses: string[];
+}
+
+/** Phase 2: per sample, the outcome reward and the thinking reward (NaN = missing). */
+export interface RolloutRewards {
+  outcome: Float32Array;
+  thinking: Float32Array;
+  /** Thinking scores asked for, and how many came back missing. */
+  calls: number;
+  failures: number;
+}
+
+/** Phase 3: per group γ and the applied thinking weight; per sample the reward and the advantage. */
+export interface StepAdvantages {
+  gamma: Float32Array;
+  weight: Float32Array;
+  anneal: number;
+  rewards: Float32Array;
+  advantages: Float32Array;
+  /** The share of all-same-outcome groups, and their share of |advantage|. */
+  uniform: { groups: number; absAdvantage: number };
+}
+
+/** Phase 4: means over the optimizer steps of the update. */
+export interface UpdateStats {
+  pgLoss: number;
+  kl: number;
+  entropy: number;
+  clipFrac: number;
+  gradNorm: number;
+  lr: number;
+  trainedTokens: number;
+  seconds: { loss: number; update: number };
 }
 
 export interface TrainerHooks {
@@ -454,73 +495,103 @@ export class TrustGrpoTrainer {
 
   /** One Trust-GRPO step. */
   async step(s: number): Promise<StepMetrics> {
-    const c = this.config;
-    const G = c.groupSize;
-    const V = this.policy.config.vocab;
-    const time = { sampling: 0, rewards: 0, loss: 0, update: 0, total: 0 };
     const tStart = performance.now();
-    let t = tStart;
-    const lap = (k: keyof typeof time) => {
-      const now = performance.now();
-      time[k] += (now - t) / 1000;
-      t = now;
-    };
+    const time = { sampling: 0, rewards: 0, loss: 0, update: 0, total: 0 };
+    const r = await this.rollout(s);
+    const t1 = performance.now();
+    time.sampling = (t1 - tStart) / 1000;
+    const w = await this.rewards(r);
+    const a = this.advantages(r, w);
+    time.rewards = (performance.now() - t1) / 1000;
+    const u = await this.update(r, a);
+    time.loss = u.seconds.loss;
+    time.update = u.seconds.update;
+    const m = await this.record(r, w, a, u);
+    time.total = (performance.now() - tStart) / 1000;
+    return { ...m, tokensPerSec: (u.trainedTokens + m.responseTokens) / time.total, time };
+  }
 
-    // 1. Rollouts: G samples per prompt, one shared prompt pass each.
+  /** Phase 1, rollouts: the step's prompts, G samples each (one shared prompt pass per prompt). */
+  async rollout(s: number): Promise<Rollouts> {
+    const c = this.config;
     this.hooks.onPhase?.(s, 'sampling');
-    const probs = this.promptsFor(s);
-    const prompts = probs.map((p) => promptInput(this.policy, p));
-    const samples = await this.policy.generate(prompts, { samples: G, maxNew: c.maxNew, temperature: c.temperature, topP: c.topP, seed: hash32(c.seed, s) });
-    const responses = samples.map((x) => responseText(this.policy, x.tokens));
-    lap('sampling');
+    const problems = this.promptsFor(s);
+    const prompts = problems.map((p) => promptInput(this.policy, p));
+    const samples = await this.policy.generate(prompts, { samples: c.groupSize, maxNew: c.maxNew, temperature: c.temperature, topP: c.topP, seed: hash32(c.seed, s) });
+    return { step: s, problems, prompts, samples, responses: samples.map((x) => responseText(this.policy, x.tokens)) };
+  }
 
-    // 2. Rewards: outcome (rule-based) and thinking (NaN = missing).
+  /** Phase 2, rewards: the outcome reward of every sample and its thinking reward (NaN = missing). */
+  async rewards(r: Rollouts): Promise<RolloutRewards> {
+    const c = this.config;
+    const s = r.step;
     this.hooks.onPhase?.(s, 'rewards');
-    const n = samples.length;
+    const n = r.samples.length;
     const outcome = new Float32Array(n);
     for (let i = 0; i < n; i++) {
-      const p = probs[samples[i].prompt];
+      const p = r.problems[r.samples[i].prompt];
       if (this.hooks.outcomeReward) {
-        const r = await this.hooks.outcomeReward({ response: responses[i], problem: p });
-        if (typeof r !== 'number' || !(r >= 0 && r <= 1))
-          throw new SophiaError('E_RANGE', `outcomeReward must return a number in [0, 1], got ${describe(r)} (step ${s}, problem ${p.id})`);
-        outcome[i] = r;
+        const o = await this.hooks.outcomeReward({ response: r.responses[i], problem: p });
+        if (typeof o !== 'number' || !(o >= 0 && o <= 1))
+          throw new SophiaError('E_RANGE', `outcomeReward must return a number in [0, 1], got ${describe(o)} (step ${s}, problem ${p.id})`);
+        outcome[i] = o;
       } else {
-        outcome[i] = await outcomeReward({ response: responses[i], groundTruth: p.answer, problemType: p.problemType }, { mode: c.mode });
+        outcome[i] = await outcomeReward({ response: r.responses[i], groundTruth: p.answer, problemType: p.problemType }, { mode: c.mode });
       }
     }
-    const { thinking, calls, failures } = await this.scoreThinking(probs, responses, outcome);
+    const { thinking, calls, failures } = await this.scoreThinking(r.problems, r.responses, outcome);
     if (calls > 0 && failures === calls) {
       // Never silent, whatever SOPHIA_QUIET says: the step trains on outcomes alone.
       process.stderr.write(`sophia train: warning: step ${s}: all ${calls} thinking-reward scores are missing (see rmFailures in metrics.jsonl and the reward model's log); this step uses the outcome reward only\n`);
     }
+    return { outcome, thinking, calls, failures };
+  }
 
-    // 3. Trust weights and annealing → rewards; group advantages.
+  /** Phase 3, trust and advantages: γ per group, the annealed thinking weight, rewards and advantages. */
+  advantages(r: Rollouts, w: RolloutRewards): StepAdvantages {
+    const c = this.config;
+    const G = c.groupSize;
+    const groups = r.problems.length;
     const T = c.T ?? (c.mode === 'paper' ? c.steps : 500);
-    const anneal = c.anneal ? Math.exp(-s / T) : 1;
+    const anneal = c.anneal ? Math.exp(-r.step / T) : 1;
     let gamma: Float32Array;
     let weight: Float32Array;
     if (!this.reward) {
-      gamma = new Float32Array(probs.length).fill(1);
-      weight = new Float32Array(probs.length);
+      gamma = new Float32Array(groups).fill(1);
+      weight = new Float32Array(groups);
     } else if (c.trust) {
-      const tr = trustRewards({ outcome, thinking, groupSize: G }, { mode: c.mode, alpha: c.alpha, step: s, T: c.anneal ? T : 1e30 });
+      const tr = trustRewards({ outcome: w.outcome, thinking: w.thinking, groupSize: G }, { mode: c.mode, alpha: c.alpha, step: r.step, T: c.anneal ? T : 1e30 });
       gamma = tr.gamma;
       weight = tr.thinkingWeight;
     } else {
       // No trust: γ = 1 for every group.
-      gamma = new Float32Array(probs.length).fill(1);
-      weight = new Float32Array(probs.length).fill(c.alpha * anneal);
+      gamma = new Float32Array(groups).fill(1);
+      weight = new Float32Array(groups).fill(c.alpha * anneal);
     }
-    const composed = composeAdvantages({ outcome, thinking, weight, groupSize: G }, c.advantageMode, { scale: c.advantageScale, eps: 1e-6 });
-    const { rewards, advantages } = composed;
-    const shares = uniformShares(composed, G);
-    lap('rewards');
+    const composed = composeAdvantages({ outcome: w.outcome, thinking: w.thinking, weight, groupSize: G }, c.advantageMode, { scale: c.advantageScale, eps: 1e-6 });
+    return { gamma, weight, anneal, rewards: composed.rewards, advantages: composed.advantages, uniform: uniformShares(composed, G) };
+  }
 
-    // 4. PPO: old log-probs from the policy before this step's updates, reference log-probs from
-    //    the frozen policy, then mini-batches of forward → fused loss (in place) → backward → AdamW.
+  /**
+   * Phase 4, the update: old log-probs from the policy before this step's updates, reference
+   * log-probs from the frozen policy, then PPO epochs of mini-batches: forward → fused loss (in
+   * place) → backward → AdamW.
+   */
+  async update(r: Rollouts, a: StepAdvantages): Promise<UpdateStats> {
+    const c = this.config;
+    const s = r.step;
+    const G = c.groupSize;
+    const V = this.policy.config.vocab;
+    const seconds = { loss: 0, update: 0 };
+    let t = performance.now();
+    const lap = (k: keyof typeof seconds) => {
+      const now = performance.now();
+      seconds[k] += (now - t) / 1000;
+      t = now;
+    };
+    const { samples, prompts } = r;
     const seqs = samples.map((x) => ({ tokens: [...Array.from(prompts[x.prompt].tokens), ...x.tokens], image: prompts[x.prompt].image }));
-    const groups = probs.length;
+    const groups = r.problems.length;
     const mbGroups = Array.from({ length: c.miniBatches }, (_, k) => {
       const lo = Math.floor((k * groups) / c.miniBatches), hi = Math.floor(((k + 1) * groups) / c.miniBatches);
       const ids: number[] = [];
@@ -534,12 +605,12 @@ export class TrustGrpoTrainer {
       ids.forEach((i, b) => {
         const len = samples[i].tokens.length;
         const end = batch.seqStarts[b + 1];
-        for (let r = end - len - 1; r < end - 1; r++) rows.push(r);
+        for (let q = end - len - 1; q < end - 1; q++) rows.push(q);
         respStarts[b + 1] = respStarts[b] + len;
       });
       const rowArr = Int32Array.from(rows);
-      const labels = Int32Array.from(rows, (r) => batch.tokens[r + 1]);
-      return { ids, batch, rows: rowArr, labels, respStarts, adv: Float32Array.from(ids, (i) => advantages[i]), old: null as Float32Array | null, ref: undefined as Float32Array | undefined };
+      const labels = Int32Array.from(rows, (q) => batch.tokens[q + 1]);
+      return { ids, batch, rows: rowArr, labels, respStarts, adv: Float32Array.from(ids, (i) => a.advantages[i]), old: null as Float32Array | null, ref: undefined as Float32Array | undefined };
     });
     if (c.miniBatches > 1 || c.ppoEpochs > 1) {
       for (const mb of mbs) mb.old = (await this.policy.logprobs(mb.batch, mb.rows, { temperature: c.temperature })).logp;
@@ -582,52 +653,55 @@ export class TrustGrpoTrainer {
         k++;
       }
     }
+    const trainedTokens = mbs.reduce((acc, mb) => acc + mb.batch.tokens.length, 0) * c.ppoEpochs;
+    return { pgLoss: pg / k, kl: kl / k, entropy: ent / k, clipFrac: clip / k, gradNorm: gn / k, lr, trainedTokens, seconds };
+  }
 
-    // 5. Records.
-    const judges = samples.map((x, i) => judgeThinking(probs[x.prompt], responses[i]).score);
+  /** Phase 5, records: the step's samples appended to samples.jsonl, and its metrics (without timing). */
+  private async record(r: Rollouts, w: RolloutRewards, a: StepAdvantages, u: UpdateStats): Promise<Omit<StepMetrics, 'time' | 'tokensPerSec'>> {
+    const G = this.config.groupSize;
+    const { samples, responses, problems } = r;
+    const n = samples.length;
+    const judges = samples.map((x, i) => judgeThinking(problems[x.prompt], responses[i]).score);
     const records: SampleRecord[] = samples.map((x, i) => {
-      const p = probs[x.prompt];
+      const p = problems[x.prompt];
       return {
-        step: s, id: p.id, question: p.question, response: responses[i], tokens: x.tokens.length, outcome: outcome[i],
-        thinking: Number.isNaN(thinking[i]) ? null : thinking[i], judge: judges[i],
-        gamma: gamma[x.prompt], weight: weight[x.prompt], reward: rewards[i], advantage: advantages[i],
+        step: r.step, id: p.id, question: p.question, response: responses[i], tokens: x.tokens.length, outcome: w.outcome[i],
+        thinking: Number.isNaN(w.thinking[i]) ? null : w.thinking[i], judge: judges[i],
+        gamma: a.gamma[x.prompt], weight: a.weight[x.prompt], reward: a.rewards[i], advantage: a.advantages[i],
       };
     });
-    await fsp.appendFile(path.join(this.runDir, 'samples.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const responseTokens = samples.reduce((a, x) => a + x.tokens.length, 0);
-    const trainedTokens = mbs.reduce((a, mb) => a + mb.batch.tokens.length, 0) * c.ppoEpochs;
-    time.total = (performance.now() - tStart) / 1000;
-    const g = Array.from(gamma);
+    await fsp.appendFile(path.join(this.runDir, 'samples.jsonl'), records.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    const responseTokens = samples.reduce((acc, x) => acc + x.tokens.length, 0);
+    const g = Array.from(a.gamma);
     return {
-      step: s,
-      outcomeMean: mean(outcome),
-      thinkingMean: mean(thinking),
-      gammaMean: mean(gamma),
+      step: r.step,
+      outcomeMean: mean(w.outcome),
+      thinkingMean: mean(w.thinking),
+      gammaMean: mean(a.gamma),
       gammaMin: Math.min(...g),
       gammaBelow1: g.filter((v) => v < 1 - 1e-7).length / g.length,
       gammas: g,
-      thinkingWeight: mean(weight),
-      anneal,
-      rewardMean: mean(rewards),
-      advMean: mean(advantages),
-      advStd: std(advantages),
-      uniformGroups: shares.groups,
-      uniformAdvShare: shares.absAdvantage,
-      thinkingJudgeCorr: withinGroupCorrelation(thinking, judges, G),
+      thinkingWeight: mean(a.weight),
+      anneal: a.anneal,
+      rewardMean: mean(a.rewards),
+      advMean: mean(a.advantages),
+      advStd: std(a.advantages),
+      uniformGroups: a.uniform.groups,
+      uniformAdvShare: a.uniform.absAdvantage,
+      thinkingJudgeCorr: withinGroupCorrelation(w.thinking, judges, G),
       judgeMean: mean(judges),
-      pgLoss: pg / k,
-      kl: kl / k,
-      entropy: ent / k,
-      clipFrac: clip / k,
-      gradNorm: gn / k,
-      lr,
+      pgLoss: u.pgLoss,
+      kl: u.kl,
+      entropy: u.entropy,
+      clipFrac: u.clipFrac,
+      gradNorm: u.gradNorm,
+      lr: u.lr,
       responseTokens,
       meanResponseLength: responseTokens / n,
       truncated: samples.filter((x) => !Array.from(x.tokens).includes(this.policy.tokenizer.special.eos)).length / n,
-      tokensPerSec: (trainedTokens + responseTokens) / time.total,
-      time,
-      rmCalls: calls,
-      rmFailures: failures,
+      rmCalls: w.calls,
+      rmFailures: w.failures,
     };
   }
 

@@ -256,6 +256,27 @@ test('a script can plug in its own thinking reward and outcome reward; bad ones 
   out.dispose();
 });
 
+test('a step is four public phases: rollout, rewards, advantages, update', async () => {
+  const t = await TrustGrpoTrainer.create(base('phases', { steps: 1, evalEvery: 0, checkpointEvery: 0 }));
+  try {
+    const r = await t.rollout(1);
+    expect(r.problems).toHaveLength(3);
+    expect(r.samples).toHaveLength(12);
+    expect(r.responses).toHaveLength(12);
+    const w = await t.rewards(r);
+    expect(w.outcome).toHaveLength(12);
+    expect(w.calls).toBe(12);
+    const a = t.advantages(r, w);
+    expect(a.gamma).toHaveLength(3);
+    expect(a.advantages).toHaveLength(12);
+    const u = await t.update(r, a);
+    expect(u.trainedTokens).toBeGreaterThan(0);
+    expect(Number.isFinite(u.pgLoss) && Number.isFinite(u.gradNorm)).toBe(true);
+  } finally {
+    t.dispose();
+  }
+});
+
 test('redactSecrets: secret-like keys and URL user-info, at any depth; other values kept', () => {
   const input = { thinking: { apiKey: 'k1', url: 'http://alice:pw@host:8000/v1', model: 'm' }, list: [{ token: 't', password: '', n: 3 }], note: 'https://x.org/a@b' };
   expect(redactSecrets(input)).toEqual({
