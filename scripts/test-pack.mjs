@@ -22,6 +22,8 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-pack-'));
 const sh = (cmd, args, cwd, env = {}) =>
   execFileSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
 try {
+  // what prepack runs on npm pack / publish (skipped below by --ignore-scripts, so run here)
+  console.log(sh('node', [path.join(root, 'scripts', 'check-prebuilds.mjs')], root).trim());
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], root))[0];
   const tarball = path.join(work, packed.filename);
   const files = packed.files.map((f) => f.path);
