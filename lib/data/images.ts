@@ -1,4 +1,5 @@
 /** Image decoding (PNG, JPEG), resizing into a pixel budget, and PNG encoding, in pure JS. */
+import { Worker } from 'node:worker_threads';
 import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { SophiaError, describe } from '../errors';
@@ -159,4 +160,111 @@ export function resizeImage(img: RgbImage, width: number, height: number): RgbIm
     }
   }
   return { width, height, data: out };
+}
+
+// ---------------------------------------------------------------- off the event loop
+
+/** Images up to this many pixels decode inline: a worker round trip costs more than they do. */
+const INLINE_DECODE_PIXELS = 262_144;
+
+/** The decoder thread: the same libraries and options as decodeImage, and a PNG encoder. */
+const DECODE_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { PNG } = require(workerData.pngjs);
+const jpeg = require(workerData.jpeg);
+parentPort.on('message', ({ id, op, bytes, maxPixels }) => {
+  try {
+    let width, height, rgb;
+    if (bytes[0] === 0x89) {
+      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      width = png.width; height = png.height;
+      rgb = new Uint8Array(width * height * 3);
+      for (let p = 0, q = 0; q < rgb.length; p += 4, q += 3) { rgb[q] = png.data[p]; rgb[q + 1] = png.data[p + 1]; rgb[q + 2] = png.data[p + 2]; }
+    } else {
+      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxMemoryUsageInMB: 1024, maxResolutionInMP: Math.max(1, Math.ceil(maxPixels / 1e6)) });
+      if (img.data.length !== img.width * img.height * 3) throw new Error('not an RGB JPEG');
+      width = img.width; height = img.height; rgb = img.data;
+    }
+    if (op === 'png') {
+      const out = new PNG({ width, height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
+      out.data = Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength);
+      const png = new Uint8Array(PNG.sync.write(out, { colorType: 2, inputColorType: 2, inputHasAlpha: false }));
+      parentPort.postMessage({ id, data: png }, [png.buffer]);
+    } else {
+      const data = new Uint8Array(rgb);
+      parentPort.postMessage({ id, width, height, data }, [data.buffer]);
+    }
+  } catch (e) {
+    parentPort.postMessage({ id, error: String((e && e.message) || e) });
+  }
+});
+`;
+
+type DecodeReply = { width?: number; height?: number; data?: Uint8Array; error?: string };
+type DecoderState = { worker: Worker; next: number; waiting: Map<number, (m: DecodeReply) => void> };
+let decoder: DecoderState | null = null;
+
+function decodeOffThread(op: 'decode' | 'png', bytes: Uint8Array, maxPixels: number): Promise<DecodeReply> {
+  if (!decoder) {
+    const worker = new Worker(DECODE_WORKER, { eval: true, workerData: { pngjs: require.resolve('pngjs'), jpeg: require.resolve('jpeg-js') } });
+    worker.unref();
+    const d: DecoderState = { worker, next: 1, waiting: new Map() };
+    const failAll = (error: string): void => {
+      if (decoder === d) decoder = null;
+      for (const done of d.waiting.values()) done({ error });
+      d.waiting.clear();
+    };
+    worker.on('message', (m: DecodeReply & { id: number }) => {
+      const done = d.waiting.get(m.id);
+      d.waiting.delete(m.id);
+      if (d.waiting.size === 0) worker.unref();
+      done?.(m);
+    });
+    worker.on('error', (err) => failAll(`the decoder thread failed (${err.message})`));
+    worker.on('exit', (code) => failAll(`the decoder thread exited (code ${code})`));
+    decoder = d;
+  }
+  const d = decoder;
+  const id = d.next++;
+  return new Promise((resolve) => {
+    d.waiting.set(id, resolve);
+    d.worker.ref();
+    d.worker.postMessage({ id, op, bytes, maxPixels });
+  });
+}
+
+/** Format and declared-size checks shared by the async decoders; returns the format and the declared pixels. */
+function checkHeader(bytes: Uint8Array, what: string, maxPixels: number): { format: ImageFormat; pixels: number } {
+  if (!(bytes instanceof Uint8Array)) throw new SophiaError('E_TYPE', `${what}: expected image bytes (a Buffer or Uint8Array), got ${describe(bytes)}`);
+  const format = imageFormat(bytes);
+  if (format === null) throw new SophiaError('E_IO', `${what}: expected PNG or JPEG bytes, got ${bytes.length} bytes of another or no format`);
+  const size = declaredSize(bytes);
+  if (size && size.width * size.height > maxPixels) {
+    throw new SophiaError('E_RANGE', `${what}: the ${format.toUpperCase()} declares ${size.width}×${size.height} pixels, over the limit of ${maxPixels} (raise maxDecodePixels to read it)`);
+  }
+  return { format, pixels: size ? size.width * size.height : Infinity };
+}
+
+/**
+ * decodeImage off the event loop: a large image decodes in a worker thread, so a server stays
+ * responsive while it decodes; small ones (up to 512² pixels) decode inline. Same checks and errors.
+ */
+export async function decodeImageAsync(bytes: Uint8Array, what = 'image', opts: { maxPixels?: number } = {}): Promise<RgbImage> {
+  const maxPixels = opts.maxPixels ?? MAX_DECODE_PIXELS;
+  const { format, pixels } = checkHeader(bytes, what, maxPixels);
+  if (pixels <= INLINE_DECODE_PIXELS) return decodeImage(bytes, what, { maxPixels });
+  const r = await decodeOffThread('decode', Uint8Array.from(bytes), maxPixels);
+  if (r.error !== undefined) throw new SophiaError('E_IO', `${what}: the ${format.toUpperCase()} data is corrupt (${r.error})`);
+  return { width: r.width!, height: r.height!, data: r.data! };
+}
+
+/** toPng off the event loop (PNG passes through untouched; a large JPEG converts in the worker). */
+export async function toPngAsync(bytes: Uint8Array, what = 'image', opts: { maxPixels?: number } = {}): Promise<Buffer> {
+  const maxPixels = opts.maxPixels ?? MAX_DECODE_PIXELS;
+  const { format, pixels } = checkHeader(bytes, what, maxPixels);
+  if (format === 'png') return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (pixels <= INLINE_DECODE_PIXELS) return toPng(bytes, what);
+  const r = await decodeOffThread('png', Uint8Array.from(bytes), maxPixels);
+  if (r.error !== undefined) throw new SophiaError('E_IO', `${what}: the ${format.toUpperCase()} data is corrupt (${r.error})`);
+  return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.byteLength);
 }

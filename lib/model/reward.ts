@@ -11,7 +11,7 @@
  */
 import { SophiaError, describe } from '../errors';
 import type { RgbImage } from '../data/images';
-import { decodeImage } from '../data/images';
+import { decodeImageAsync } from '../data/images';
 import type { ThinkingItem, ThinkingReward, ThinkingRewardStats } from '../rewards/thinking';
 import { THINKING_FAILURES } from '../rewards/thinking';
 import { VisionLanguageModel, createNative, type CreateModelOptions, type PackedBatch, type StepOptions, type StepResult } from './model';
@@ -105,13 +105,14 @@ export class RewardModel extends VisionLanguageModel implements ThinkingReward {
   async score(items: ThinkingItem[]): Promise<number[]> {
     if (!Array.isArray(items)) throw new SophiaError('E_TYPE', `score: items must be an array, got ${describe(items)}`);
     this.stats.requested += items.length;
-    const decoded: ({ question: string; reasoning: string; image: RgbImage | null } | null)[] = items.map((it) => {
+    // Large images decode in a worker thread, so a server over this model stays responsive.
+    const decoded: ({ question: string; reasoning: string; image: RgbImage | null } | null)[] = await Promise.all(items.map(async (it) => {
       try {
-        return { question: it.question, reasoning: it.response, image: it.image ? decodeImage(it.image) : null };
+        return { question: it.question, reasoning: it.response, image: it.image ? await decodeImageAsync(it.image) : null };
       } catch {
         return null;
       }
-    });
+    }));
     const ok = decoded.filter((d): d is NonNullable<typeof d> => d !== null);
     const scores = ok.length ? await this.scoreTexts(ok) : new Float32Array(0);
     let k = 0;

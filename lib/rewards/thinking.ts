@@ -1,7 +1,7 @@
 /** Thinking rewards Rt: a reward model scores the whole reasoning in [0, 1] (method.md §1.3). */
 import { createHash } from 'node:crypto';
 import { SophiaError, describe } from '../errors';
-import { toPng } from '../data/images';
+import { toPngAsync } from '../data/images';
 import { extractThinkingScore, parseThinkingScore, type ScoreFormat } from './extract';
 import type { Mode } from './outcome';
 import { fillThinkingPrompt } from './prompt';
@@ -229,12 +229,12 @@ export class OpenAIThinkingReward implements ThinkingReward {
   /** Scores every item; a score that could not be had is NaN and counted in stats.failed. */
   async score(items: ThinkingItem[]): Promise<number[]> {
     if (!Array.isArray(items)) throw new SophiaError('E_TYPE', `score: items must be an array, got ${describe(items)}`);
-    const bodies = items.map((item, i) => this.requestBody(item, i));
+    const bodies = await Promise.all(items.map((item, i) => this.requestBody(item, i)));
     this.counters.requested += items.length;
     return Promise.all(bodies.map((body) => this.scoreBody(body)));
   }
 
-  private requestBody(item: ThinkingItem, i: number): string {
+  private async requestBody(item: ThinkingItem, i: number): Promise<string> {
     if (item === null || typeof item !== 'object') throw new SophiaError('E_TYPE', `score: items[${i}] must be an object, got ${describe(item)}`);
     if (typeof item.question !== 'string') throw new SophiaError('E_TYPE', `score: items[${i}].question must be a string, got ${describe(item.question)}`);
     if (typeof item.response !== 'string') throw new SophiaError('E_TYPE', `score: items[${i}].response must be a string, got ${describe(item.response)}`);
@@ -245,7 +245,8 @@ export class OpenAIThinkingReward implements ThinkingReward {
     let content: unknown;
     if (item.image !== undefined) {
       if (!question.includes('<image>')) question = `<image> ${question}`;
-      const png = toPng(item.image, `score: items[${i}].image`);
+      // A JPEG is converted off the event loop when large.
+      const png = await toPngAsync(item.image, `score: items[${i}].image`);
       content = [
         { type: 'image_url', image_url: { url: `data:image/png;base64,${png.toString('base64')}` } },
         { type: 'text', text: fillThinkingPrompt(question, item.response) },

@@ -1,6 +1,6 @@
 import { PNG } from 'pngjs';
 import * as jpeg from 'jpeg-js';
-import { decodeImage, encodePng, fitPixels, imageFormat, resizeImage, toPng } from '../../lib/data/images';
+import { decodeImage, decodeImageAsync, encodePng, fitPixels, imageFormat, resizeImage, toPng, toPngAsync } from '../../lib/data/images';
 
 function png(width: number, height: number, rgba: (x: number, y: number) => [number, number, number, number]): Buffer {
   const img = new PNG({ width, height });
@@ -53,4 +53,41 @@ test('encodePng round-trips exactly; toPng passes PNG through and converts JPEG'
   expect(toPng(bytes)).toEqual(bytes);
   const jpg = Buffer.from(jpeg.encode({ width: 2, height: 2, data: Buffer.alloc(16, 90) }, 90).data);
   expect(imageFormat(toPng(jpg))).toBe('png');
+});
+
+describe('decoding off the event loop', () => {
+  const big = (w: number, h: number): Buffer => {
+    const png = new PNG({ width: w, height: h });
+    for (let i = 0; i < png.data.length; i++) png.data[i] = (i * 7 + (i >> 12)) & 255;
+    return PNG.sync.write(png);
+  };
+
+  test('decodeImageAsync and toPngAsync give what the sync versions give, small and large', async () => {
+    for (const [w, h] of [[8, 6], [700, 500]]) {
+      const bytes = big(w, h);
+      const want = decodeImage(bytes);
+      const got = await decodeImageAsync(bytes);
+      expect([got.width, got.height]).toEqual([w, h]);
+      expect(Buffer.from(got.data).equals(Buffer.from(want.data))).toBe(true);
+      const jpg = Buffer.from(jpeg.encode({ width: w, height: h, data: Buffer.alloc(w * h * 4, 200) }, 90).data);
+      expect(decodeImage(await toPngAsync(jpg)).data).toEqual(decodeImage(toPng(jpg)).data);
+    }
+  });
+
+  test('a large image decodes while timers keep firing; corrupt or oversized ones give the same errors', async () => {
+    const bytes = big(2048, 2048);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 2);
+    try {
+      const img = await decodeImageAsync(bytes);
+      expect(img.width * img.height).toBe(2048 * 2048);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThanOrEqual(2);
+    const corrupt = Buffer.from(bytes.subarray(0, 5000));
+    await expect(decodeImageAsync(corrupt, 'row 3')).rejects.toMatchObject({ code: 'E_IO', message: expect.stringMatching(/^row 3: the PNG data is corrupt/) });
+    await expect(decodeImageAsync(bytes, 'row 4', { maxPixels: 1000 })).rejects.toMatchObject({ code: 'E_RANGE' });
+    await expect(decodeImageAsync(Buffer.from('not an image'))).rejects.toMatchObject({ code: 'E_IO' });
+  });
 });
