@@ -132,17 +132,11 @@ export interface StepAdvantages {
   uniform: { groups: number; absAdvantage: number };
 }
 
-/** Phase 4: means over the optimizer steps of the update. */
-export interface UpdateStats {
-  pgLoss: number;
-  kl: number;
-  entropy: number;
-  clipFrac: number;
-  gradNorm: number;
-  lr: number;
+/** Phase 4: means over the optimizer steps of the update (the last one's lr), tokens trained on, and the time spent. */
+export type UpdateStats = Pick<StepMetrics, 'pgLoss' | 'kl' | 'entropy' | 'clipFrac' | 'gradNorm' | 'lr'> & {
   trainedTokens: number;
   seconds: { loss: number; update: number };
-}
+};
 
 export interface TrainerHooks {
   onStep?(m: StepMetrics): void;
