@@ -199,8 +199,10 @@ async function trainBench(model, tb, timed, warm = 2) {
     const t2 = now();
     await model.backward(logits);
     const t3 = now();
-    model.zeroGrad(); // zeroing for the next step belongs to the optimizer's share
+    // AdamW on this step's gradients, then zeroing for the next (both the optimizer's share). Zeroing
+    // first, as this bench once did, left AdamW nothing to move the weights with.
     const st = await model.step({ lr: 1e-4 });
+    model.zeroGrad();
     const t4 = now();
     const cu = process.cpuUsage(c0);
     if (st.skipped || !Number.isFinite(loss)) throw new Error(`train step ${i}: non-finite loss or gradient`);
