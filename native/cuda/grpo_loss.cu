@@ -41,13 +41,13 @@ __global__ void __launch_bounds__(kThreads) grpo_kernel(GrpoLossArgs a, bool vec
 
   __shared__ float gS, ceS;
   if (threadIdx.x == 0) {
-    float logp = r.bad ? NAN : (labelY - r.lse2) * kLn2;
+    float logp = r.bad ? NAN : logp_out((labelY - r.lse2) * kLn2);
     float ref = a.refLogp ? a.refLogp[t] : 0.f;
     TokenLoss tl = token_loss(logp, a.oldLogp[t], ref, a.adv[t], a.coefs);
-    a.tokLoss[t] = tl.loss - a.coefs.entropyCoef * r.entropy;
+    a.tokLoss[t] = tl.loss - a.coefs.entropyCoef * entropy_out(r.entropy);
     a.tokPg[t] = tl.pg;
     a.tokKl[t] = tl.kl;
-    a.tokEntropy[t] = r.entropy;
+    a.tokEntropy[t] = entropy_out(r.entropy);
     a.tokLogRatio[t] = tl.logRatio;
     a.tokClipped[t] = tl.clipped ? 1 : 0;
     gS = w * tl.dLogp * a.invTemp;

@@ -3,6 +3,7 @@
 #include "check.cuh"
 #include "softmax_row.cuh"
 #include "sophia/cuda.h"
+#include "sophia/grpo_math.h"
 
 namespace sophia::cuda {
 
@@ -14,8 +15,8 @@ __global__ void __launch_bounds__(kThreads) logprobs_kernel(LogprobsArgs a, bool
   RowResult r = row_stats<D>(row, a.V, a.invTemp, vec);
   if (threadIdx.x == 0) {
     float yl = Elem<D>::load(row, a.labels[t]) * a.invTemp * kLog2e;
-    a.logp[t] = r.bad ? NAN : (yl - r.lse2) * kLn2;
-    if (a.entropy) a.entropy[t] = r.entropy;
+    a.logp[t] = r.bad ? NAN : logp_out((yl - r.lse2) * kLn2);
+    if (a.entropy) a.entropy[t] = entropy_out(r.entropy);
   }
 }
 

@@ -168,6 +168,41 @@ describe(`logprobs edge cases [seed ${SEED}]`, () => {
   });
 });
 
+describe(`peaked rows never round to the impossible [seed ${SEED}]`, () => {
+  test.each(DTYPES)('%s: logp ≤ 0 and entropy ≥ 0 for rows that are almost one-hot, at several temperatures, on both entry points and in grpoLoss', async (dtype) => {
+    const rng = new Rng(SEED + DTYPES.indexOf(dtype) + 101);
+    const { grpoLossSync } = await import('../../lib/ops/grpoLoss');
+    for (const temperature of [1, 0.3, 1.3]) {
+      for (const V of [2, 33, 1000]) {
+        const N = 400;
+        const x = new Float32Array(N * V);
+        const labels = new Int32Array(N);
+        for (let t = 0; t < N; t++) {
+          const top = rng.int(0, V - 1);
+          // a top logit anywhere in ±100 and the rest 2.5–195 nats below it: the sum's other terms are
+          // near or below the top's rounding, where lse − z can come out a few ulps negative
+          const base = rng.uniform(-100, 100);
+          const margin = rng.bool() ? rng.uniform(5, 35) : rng.uniform(30, 130);
+          for (let j = 0; j < V; j++) x[t * V + j] = j === top ? base : base - margin * rng.uniform(0.5, 1.5);
+          labels[t] = rng.bool(0.8) ? top : rng.int(0, V - 1);
+        }
+        const lt = () => logitsTensor(x, N, V, dtype as FloatDType).tensor;
+        const at = where(`${dtype}, V=${V}, temperature ${temperature}`);
+        for (const r of [logprobsSync(lt(), labels, { entropy: true, temperature }), await logprobs(lt(), labels, { entropy: true, temperature })]) {
+          const badP = r.logp.findIndex((v) => !(v <= 0));
+          const badH = r.entropy!.findIndex((v) => !(v >= 0));
+          if (badP >= 0) throw new Error(`${at}: logp[${badP}] = ${r.logp[badP]} > 0`);
+          if (badH >= 0) throw new Error(`${at}: entropy[${badH}] = ${r.entropy![badH]} < 0`);
+        }
+        const g = grpoLossSync({ logits: lt(), labels, oldLogp: new Float32Array(N), advantages: new Float32Array(N).fill(-1), seqStarts: Int32Array.of(0, N) }, { entropyCoef: 0.01, temperature });
+        expect(g.metrics.entropy).toBeGreaterThanOrEqual(0);
+        // A = −1 and ratio = exp(logp − 0) ≤ 1 for every token: pg = max(ratio, clip(ratio)) ≤ 1
+        expect(g.metrics.pgLoss).toBeLessThanOrEqual(1);
+      }
+    }
+  });
+});
+
 describe('logprobs argument errors', () => {
   const logits = tensorOf(new Float32Array(3 * 5), [3, 5]);
   test('label out of range (E_RANGE, names labels)', async () => {

@@ -27,6 +27,11 @@ struct TokenLoss {
 
 SOPHIA_HD float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
+// kernels.md: rounding must not return the impossible, a log-probability above 0 or an entropy
+// below 0 (a peaked row can round to +5e-7 / -1e-7); NaN passes through.
+SOPHIA_HD float logp_out(float logp) { return logp > 0.f ? 0.f : logp; }
+SOPHIA_HD float entropy_out(float h) { return h < 0.f ? 0.f : h; }
+
 SOPHIA_HD TokenLoss token_loss(float logp, float oldLogp, float refLogp, float adv, const GrpoCoefs& c) {
   TokenLoss t;
   float rawR = logp - oldLogp;
