@@ -63,7 +63,7 @@ describe('async calls own their inputs until they settle', () => {
     }
   });
 
-  test('model forward and generate: tokens, offsets, rows and image indices changed after the call', async () => {
+  test('model forward, backward and generate: inputs changed after the call, the backward dout transferred away and collected', async () => {
     const m = VisionLanguageModel.create({ config: TINY_MODEL_CONFIG, seed: 9 });
     try {
       const img = { width: 32, height: 32, data: new Uint8Array(32 * 32 * 3).map(() => Math.floor(rand() * 256)) };
@@ -80,6 +80,25 @@ describe('async calls own their inputs until they settle', () => {
       r.fill(1e9);
       if (batch.imageOf) batch.imageOf.fill(99);
       expect(Array.from(await p)).toEqual(Array.from(want));
+
+      // backward: its dout (the logits buffer, read in place) transferred away and collected mid-call
+      const dout = Float32Array.from(want, (v, i) => Math.sin(v + i) * 1e-3);
+      const fresh = m.pack(seqs); // the batch above had its imageOf overwritten on purpose
+      await m.forward(fresh, rows.slice());
+      m.zeroGrad();
+      await m.backward(dout.slice());
+      const wantGrads = m.getState('grads');
+      await m.forward(fresh, rows.slice());
+      m.zeroGrad();
+      const mine = dout.slice();
+      const pb = m.backward(mine);
+      let moved: Float32Array | null = structuredClone(mine, { transfer: [mine.buffer as ArrayBuffer] });
+      expect(mine.length).toBe(dout.length); // held: the transfer copied
+      moved = null;
+      void moved;
+      await collect();
+      await pb;
+      expect(Array.from(m.getState('grads'))).toEqual(Array.from(wantGrads));
 
       const prompt = m.tokenizer.encode('<image>how many?');
       const g1 = await m.generate([{ tokens: prompt, image: img }], { samples: 2, maxNew: 8, temperature: 1, seed: 3 });
