@@ -212,3 +212,33 @@ test('no score back at all: the CLI says so on stderr and exits non-zero; some m
   expect(some.code).not.toBe(1);
   expect(some.err).toMatch(/warning: 1 of 4 thinking scores are missing \(unparseable 1\)/);
 });
+
+test("--advantage-mode centred gives the trainer's centred advantages: norm(Ro) + w·(Rt − mean Rt) per group; a bad mode is refused", async () => {
+  const data = writeRollouts(ROLLOUTS.map(([line]) => line));
+  const out = path.join(dir, 'centred.jsonl');
+  const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  try {
+    const program = new Command().exitOverride();
+    registerScore(program);
+    await program.parseAsync(['score', '--data', data, '--rm-url', rm.url, '--rm-model', 'm', '--group-size', '4', '--step', '10', '--total-steps', '100', '--out', out, '--no-progress', '--max-retries', '0', '--advantage-mode', 'centred'], { from: 'user' });
+  } finally {
+    log.mockRestore();
+  }
+  const rows = readOut(out);
+  const ro = ROLLOUTS.map(([, r]) => r);
+  const rt = ROLLOUTS.map(([, , t]) => t);
+  const { gamma } = oracle(ro, rt, 10, 100);
+  for (let g = 0; g < 3; g++) {
+    const idx = [0, 1, 2, 3].map((k) => g * G + k);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const mo = mean(idx.map((i) => ro[i]));
+    const sd = Math.sqrt(idx.reduce((a, i) => a + (ro[i] - mo) ** 2, 0) / (G - 1));
+    const mt = mean(idx.filter((i) => !Number.isNaN(rt[i])).map((i) => rt[i]));
+    const w = gamma[g] * 0.3 * Math.exp(-10 / 100);
+    for (const i of idx) {
+      const want = (ro[i] - mo) / (sd + 1e-6) + (Number.isNaN(rt[i]) ? 0 : w * (rt[i] - mt));
+      expect(rows[i].advantage).toBeCloseTo(want, 4);
+    }
+  }
+  await expect(runScore({ data, out: path.join(dir, 'x.jsonl'), rmUrl: rm.url, rmModel: 'm', groupSize: 4, step: 0, totalSteps: 10, advantageMode: 'sideways' as never })).rejects.toThrow(/advantageMode must be one of paper, centred, skip-uniform, got "sideways"/);
+});

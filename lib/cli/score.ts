@@ -2,6 +2,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { Mode } from '../rewards/outcome';
 import type { ScoreFormat } from '../rewards/extract';
+import type { AdvantageMode } from '../train/advantage';
 import { failedText, formatScoreSummary, runScore } from '../train/score';
 
 export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from '../train/score';
@@ -38,6 +39,7 @@ export function registerScore(program: Command): void {
     .option('--concurrency <n>', 'reward-model requests in flight', intArg(1), 8)
     .option('--timeout-ms <ms>', 'time for one reward-model request', intArg(1), 60_000)
     .option('--max-retries <n>', 'retries per reward-model request', intArg(0), 3)
+    .option('--advantage-mode <mode>', "how Rt enters the advantages: 'paper' (the paper's formula), 'centred' (the trainer's default) or 'skip-uniform'", 'paper')
     .option('--score-format <format>', "how replies are read: 'strict' (<answer>x</answer>, \\boxed{x} or a bare x in [0, 1]; anything else is a failure) or 'reference' (the reference code's extractor chain, clamped)", 'strict')
     .option('--image-base <dir>', 'folder of relative image paths (default: the data file folder)')
     .option('--no-progress', 'no progress bar')
@@ -47,7 +49,7 @@ export function registerScore(program: Command): void {
         groupSize: o.groupSize as number, step: o.step as number, totalSteps: o.totalSteps as number | undefined,
         T: o.annealSteps as number | undefined, alpha: o.alpha as number, mode: o.mode as Mode,
         concurrency: o.concurrency as number, timeoutMs: o.timeoutMs as number, maxRetries: o.maxRetries as number,
-        scoreFormat: o.scoreFormat as ScoreFormat,
+        scoreFormat: o.scoreFormat as ScoreFormat, advantageMode: o.advantageMode as AdvantageMode,
         imageBase: o.imageBase as string | undefined, progress: o.progress === false ? false : undefined,
       });
       console.log(`sophia score: wrote ${o.out}\n${formatScoreSummary(summary)}`);

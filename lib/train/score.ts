@@ -8,7 +8,7 @@ import * as readline from 'node:readline';
 import { SingleBar } from 'cli-progress';
 import { SophiaError, describe } from '../errors';
 import { readImageUnder } from '../data/dataset';
-import { groupAdvantages } from '../ops/advantages';
+import { ADVANTAGE_MODES, composeAdvantages, type AdvantageMode } from './advantage';
 import { thinkingNeeded, trustRewards } from '../ops/trust';
 import { outcomeReward, type Mode } from '../rewards/outcome';
 import {
@@ -44,6 +44,11 @@ export interface ScoreOptions {
   concurrency?: number;
   timeoutMs?: number;
   maxRetries?: number;
+  /**
+   * How Rt enters the advantages (as the trainer's advantageMode): 'paper' (default here: the
+   * paper's formula, for rollouts of a run that uses it), 'centred' or 'skip-uniform'.
+   */
+  advantageMode?: AdvantageMode;
   /** How replies are read: 'strict' (default) or 'reference' (see OpenAIThinkingRewardOptions.scoreFormat). */
   scoreFormat?: ScoreFormat;
   /** Folder that relative `image` paths are under (default: the data file's folder). */
@@ -136,6 +141,8 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
   const started = performance.now();
   const mode = opts.mode ?? 'paper';
   if (mode !== 'paper' && mode !== 'reference') throw new SophiaError('E_CONFIG', `score: mode must be 'paper' or 'reference', got ${describe(mode)}`);
+  const advantageMode = opts.advantageMode ?? 'paper';
+  if (!ADVANTAGE_MODES.includes(advantageMode)) throw new SophiaError('E_CONFIG', `score: advantageMode must be one of ${ADVANTAGE_MODES.join(', ')}, got ${describe(advantageMode)}`);
   const G = checkInt('groupSize', opts.groupSize, 1);
   checkInt('step', opts.step, 0);
   const chunkGroups = checkInt('chunkGroups', opts.chunkGroups ?? 64, 1);
@@ -206,8 +213,9 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
     asked.forEach((i, k) => (thinking[i] = scores[k]));
     requested += items.length;
 
+    // The trainer's own phase-3 arithmetic: γ and the annealed weight, then the advantages of the chosen mode.
     const trust = trustRewards({ outcome, thinking, groupSize: G }, { step: opts.step, totalSteps: opts.totalSteps, T: opts.T, alpha: opts.alpha, mode });
-    const advantages = groupAdvantages({ rewards: trust.rewards, groupSize: G });
+    const { rewards, advantages } = composeAdvantages({ outcome, thinking, weight: trust.thinkingWeight, groupSize: G }, advantageMode, { scale: 'group', eps: 1e-6 });
     for (let i = 0; i < n; i++) {
       const g = Math.floor(i / G);
       const scored = {
@@ -217,7 +225,7 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
         thinking_requested: needed[i] === 1,
         gamma: finiteOrNull(trust.gamma[g]),
         thinking_weight: finiteOrNull(trust.thinkingWeight[g]),
-        reward: trust.rewards[i],
+        reward: rewards[i],
         advantage: advantages[i],
       };
       if (!out.write(JSON.stringify(scored) + '\n')) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
