@@ -25,6 +25,7 @@ import { OpenAIThinkingReward, thinkingInput, type ThinkingReward } from '../rew
 import { Tensor } from '../tensor';
 import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../task';
 import { composeAdvantages, uniformShares, withinGroupCorrelation } from './advantage';
+import { writeRunReport } from './report';
 import { REDACTED, learningRate, redactSecrets, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
 
 export { EVAL_SEED };
@@ -462,7 +463,11 @@ export class TrustGrpoTrainer {
       }
       await this.appendMetrics(m);
       this.hooks.onStep?.(m);
-      if (last || (c.checkpointEvery > 0 && s % c.checkpointEvery === 0)) await this.checkpoint(s);
+      if (last || (c.checkpointEvery > 0 && s % c.checkpointEvery === 0)) {
+        await this.checkpoint(s);
+        // The report follows the run at every checkpoint, so a killed or running run has one.
+        await writeRunReport(this.runDir).catch((err: Error) => process.stderr.write(`sophia train: warning: report.html not written at step ${s}: ${err.message}\n`));
+      }
     }
     if (!after && this.startStep > c.steps) after = await this.evaluate(c.steps, true);
     return { runDir: this.runDir, steps: c.steps, before: this.before, after, seconds: (Date.now() - t0) / 1000 };

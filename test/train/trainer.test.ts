@@ -120,6 +120,8 @@ test('kill and resume gives the metrics of an uninterrupted run', async () => {
   });
   await expect(killed.run()).rejects.toThrow(/simulated kill/);
   killed.dispose();
+  // the report followed the run to its checkpoint at step 2
+  expect(fs.readFileSync(path.join(root, 'runs', 'killed', 'report.html'), 'utf8')).toContain('2 steps');
   // A torn line as a kill mid-write would leave.
   fs.appendFileSync(path.join(root, 'runs', 'killed', 'metrics.jsonl'), '{"step": 4, "outc');
   const resumed = await TrustGrpoTrainer.resume(path.join(root, 'runs', 'killed'));
