@@ -43,12 +43,10 @@ export { groupAdvantages, type AdvantageInputs, type AdvantageOptions } from './
 export type { Grouping } from './ops/common';
 export * from './rewards';
 export * from './data';
-export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from './train/score';
 export * from './model';
 export * from './task';
 export * from './report';
 export * from './serve';
 export { pairedBootstrap, pairedRunsBootstrap, type Interval } from './stats';
 export * from './train';
-export { runEval, formatEval, type EvalCliOptions, type PolicyEvaluation } from './train/evaluate';
-export { runAblation, ablationComparisons, ABLATION_VARIANTS, MAIN_JOB } from './cli/train';
+

@@ -21,3 +21,9 @@ export {
   type RmOptions, type RmConfig, type RmResult, type RmProgress, type Faithfulness,
 } from './rm';
 export { writeRunReport, writeAblationReport, type AblationRun } from './report';
+export {
+  runAblation, ablationComparisons, ABLATION_VARIANTS, ABLATION_EVAL_PROBLEMS, MAIN_JOB,
+  type AblationOptions, type AblationResult,
+} from './ablation';
+export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from './score';
+export { runEval, formatEval, type EvalCliOptions, type PolicyEvaluation } from './evaluate';

@@ -409,3 +409,17 @@ test('ablate refuses to continue a run folder made with another --steps', async 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('formatAblation prints the table and the paired comparisons as sophia ablate does', async () => {
+  const { formatAblation } = await import('../../lib/cli/train');
+  const text = formatAblation({
+    file: 'runs/ablate/report.html', minutes: 30.6, runsFinishedBefore: 0, runs: 18, problems: 1000,
+    table: { header: ['variant', 'held-out accuracy', 'judge score', 'wrong thinking, right answer'], rows: [['(SFT start)', '0.511', '0.602', '0.083'], ['GRPO', '0.499 ± 0.022', '0.592 ± 0.015', '0.087 ± 0.006']] },
+    comparisons: { header: ['comparison', 'accuracy', 'judge score', 'wrong thinking, right answer'], rows: [['GRPO − SFT start', '-0.012 [-0.043, 0.019]', '-0.010 [-0.031, 0.007]', '+0.004 [-0.012, 0.021]']] },
+  }, 3, 20);
+  expect(text).toContain('ablation: 3 seeds × 20 steps per row, 30.6 min');
+  expect(text).toMatch(/\(SFT start\)\s+0\.511\s+0\.602\s+0\.083/);
+  expect(text).toContain('bootstrap over 1000 held-out problems and seeds');
+  expect(text).toMatch(/GRPO − SFT start\s+-0\.012 \[-0\.043, 0\.019\]/);
+  expect(formatAblation({ file: '', minutes: 0, runsFinishedBefore: 4, runs: 4, problems: 10, table: { header: [], rows: [] }, comparisons: { header: [], rows: [] } }, 2, 5)).toContain('all 4 runs were already finished');
+});
