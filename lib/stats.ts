@@ -19,10 +19,30 @@ function pair(fn: string, x: ArrayLike<number>, y: ArrayLike<number>): number {
   return x.length;
 }
 
+/** Mean; NaN for empty input. */
 export function mean(x: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < x.length; i++) s += x[i];
   return x.length === 0 ? NaN : s / x.length;
+}
+
+/** Mean of the values that are not NaN (a missing score); NaN when none is. */
+export function nanMean(x: ArrayLike<number>): number {
+  let s = 0, n = 0;
+  for (let i = 0; i < x.length; i++) if (!Number.isNaN(x[i])) (s += x[i]), n++;
+  return n ? s / n : NaN;
+}
+
+/**
+ * Standard deviation: `'sample'` divides by n − 1 (spread over seeds or runs; 0 for one value),
+ * `'population'` by n (the spread of a step's advantages). NaN for empty input.
+ */
+export function stdDev(x: ArrayLike<number>, kind: 'sample' | 'population'): number {
+  if (x.length === 0) return NaN;
+  const m = mean(x);
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += (x[i] - m) ** 2;
+  return Math.sqrt(s / Math.max(1, kind === 'sample' ? x.length - 1 : x.length));
 }
 
 /** Mean |x − y|; NaN for empty input. */

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SophiaError } from '../errors';
-import { pairedRunsBootstrap, type Interval } from '../stats';
+import { mean, pairedRunsBootstrap, stdDev, type Interval } from '../stats';
 import type { TrainConfigInput } from './config';
 import { TrustGrpoTrainer, readMetrics, type EvalMetrics, type RunSummary, type TrainerHooks } from './trainer';
 import { writeAblationReport, type AblationRun } from './report';
@@ -135,11 +135,7 @@ export async function runAblation(o: AblationOptions): Promise<AblationResult> {
       runs.push({ variant: v.name, seed, metrics, after: metrics.find((m) => m.step === o.steps)?.eval });
     }
   }
-  const ms = (xs: number[]) => {
-    const m = xs.reduce((a, b) => a + b, 0) / xs.length;
-    const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
-    return `${m.toFixed(3)} ± ${sd.toFixed(3)}`;
-  };
+  const ms = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${stdDev(xs, 'sample').toFixed(3)}`;
   const header = ['variant', 'held-out accuracy', 'judge score', 'wrong thinking, right answer'];
   const rows = variants.map((v) => {
     const rs = runs.filter((r) => r.variant === v.name && r.after);

@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import { writeReport, type Chart, type LineSeries, type Report, type ReportSection } from '../report';
 import { readMetrics, readSamples, type EvalMetricKey, type EvalMetrics, type SampleRecord, type StepMetrics } from './trainer';
 import { redactSecrets } from './config';
+import { mean, stdDev } from '../stats';
 
 const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(3));
 
@@ -139,9 +140,7 @@ function sampleRows(samples: SampleRecord[]): (string | number)[][] {
 
 /** Mean and sample standard deviation of each group (NaN for an empty group; sd 0 for one value). */
 function meanSd(groups: number[][]): { mean: number[]; sd: number[] } {
-  const mean = groups.map((xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN));
-  const sd = groups.map((xs, i) => (xs.length ? Math.sqrt(xs.reduce((a, b) => a + (b - mean[i]) ** 2, 0) / Math.max(1, xs.length - 1)) : NaN));
-  return { mean, sd };
+  return { mean: groups.map((xs) => mean(xs)), sd: groups.map((xs) => stdDev(xs, 'sample')) };
 }
 
 export interface AblationRun {

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { SingleBar } from 'cli-progress';
 import { SophiaError, describe } from '../errors';
+import { mean } from '../stats';
 import { readImageUnder } from '../data/dataset';
 import { ADVANTAGE_MODES, composeAdvantages, type AdvantageMode } from './advantage';
 import { thinkingNeeded, trustRewards } from '../ops/trust';
@@ -273,7 +274,6 @@ export async function runScore(opts: ScoreOptions): Promise<ScoreSummary> {
     rmRetries += after.retries[reason] - rmBefore.retries[reason];
   }
   const sorted = gammas.filter(Number.isFinite).sort((a, b) => a - b);
-  const mean = (xs: number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
   return {
     lines, groups: lines / G, mode,
     meanOutcome: mean(outcomes),

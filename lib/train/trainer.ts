@@ -26,6 +26,7 @@ import { Tensor } from '../tensor';
 import { evaluatePolicy, promptInput, responseText, type EvalResult } from '../task';
 import { composeAdvantages, uniformShares, withinGroupCorrelation } from './advantage';
 import { writeRunReport } from './report';
+import { nanMean, stdDev } from '../stats';
 import { REDACTED, learningRate, redactSecrets, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config';
 
 export { EVAL_SEED };
@@ -189,17 +190,9 @@ function permutation(n: number, seed: number): number[] {
   return p;
 }
 
-const mean = (xs: ArrayLike<number>): number => {
-  let s = 0, n = 0;
-  for (let i = 0; i < xs.length; i++) if (!Number.isNaN(xs[i])) (s += xs[i]), n++;
-  return n ? s / n : NaN;
-};
-const std = (xs: ArrayLike<number>): number => {
-  const m = mean(xs);
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += (xs[i] - m) ** 2;
-  return Math.sqrt(s / Math.max(1, xs.length));
-};
+// Step means skip missing (NaN) thinking scores; the advantages' spread is over the whole step.
+const mean = nanMean;
+const std = (xs: ArrayLike<number>): number => stdDev(xs, 'population');
 
 function evalMetrics(e: EvalResult): EvalMetrics {
   return { accuracy: e.accuracy, judgeScore: e.judgeScore, wrongThinkingRightAnswer: e.wrongThinkingRightAnswer, formatRate: e.formatRate, outcomes: e.outcomes, judges: e.judges };

@@ -10,7 +10,7 @@ import { TINY_MODEL_CONFIG, VisionLanguageModel, loadPolicy } from '../../lib/mo
 import { generateProblems, goldResponse, gridLetters } from '../../lib/task';
 import { evaluatePolicy, promptInput, responseTokens } from '../../lib/task';
 import { crossEntropy, forcedBatch, lrAt, resolveSftOptions, runSft, type SftProgress } from '../../lib/train/sft';
-import { agreement, binConfusion, binCounts, meanAbsError, pearson, ranks, scoreBin, spearman } from '../../lib/stats';
+import { agreement, binConfusion, binCounts, mean, meanAbsError, nanMean, pearson, ranks, scoreBin, spearman, stdDev } from '../../lib/stats';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sophia-sft-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -107,6 +107,18 @@ describe('teacher forcing', () => {
 });
 
 describe('stats', () => {
+  test('mean, nanMean and stdDev (sample n − 1, population n) against hand values', () => {
+    expect(mean([1, 2, 6])).toBe(3);
+    expect(mean([])).toBeNaN();
+    expect(nanMean([1, NaN, 3])).toBe(2);
+    expect(nanMean([NaN])).toBeNaN();
+    // deviations −2, −1, 3: Σd² = 14
+    expect(stdDev([1, 2, 6], 'sample')).toBeCloseTo(Math.sqrt(7), 12);
+    expect(stdDev([1, 2, 6], 'population')).toBeCloseTo(Math.sqrt(14 / 3), 12);
+    expect(stdDev([5], 'sample')).toBe(0);
+    expect(stdDev([], 'population')).toBeNaN();
+  });
+
   test('Pearson, MAE and ranks against hand-computed values', () => {
     expect(pearson([1, 2, 3], [2, 4, 6])).toBeCloseTo(1, 12);
     expect(pearson([1, 2, 3], [3, 2, 1])).toBeCloseTo(-1, 12);
