@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { packageRoot } from '../native';
+import { intArg } from './args';
 import { loadRewardModel } from '../model/checkpoint';
 import { SophiaError, describe } from '../errors';
 import { OpenAIThinkingReward, listModels, type ThinkingReward } from '../rewards/thinking';
@@ -162,16 +163,6 @@ export async function runRmServe(opts: RmServeOptions): Promise<void> {
     process.off('SIGINT', force);
     process.off('SIGTERM', force);
   }
-}
-
-function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(value)}`);
-    }
-    return n;
-  };
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, kib: 2 ** 10, kb: 1e3, m: 2 ** 20, mib: 2 ** 20, mb: 1e6, g: 2 ** 30, gib: 2 ** 30, gb: 1e9 };

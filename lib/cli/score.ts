@@ -1,25 +1,12 @@
 /** `sophia score`: the CLI of runScore (lib/train/score.ts). */
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { intArg, numberArg } from './args';
 import type { Mode } from '../rewards/outcome';
 import type { ScoreFormat } from '../rewards/extract';
 import type { AdvantageMode } from '../train/advantage';
 import { failedText, formatScoreSummary, runScore } from '../train/score';
 
 export { runScore, formatScoreSummary, type ScoreOptions, type ScoreSummary } from '../train/score';
-
-function intArg(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
-
-function numberArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got ${JSON.stringify(value)}`);
-  return n;
-}
 
 /** Adds `sophia score` to the CLI. */
 export function registerScore(program: Command): void {

@@ -4,11 +4,14 @@
  * and option parsers that `sophia rm train` shares.
  */
 import * as fs from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { SophiaError, describe } from '../errors';
 import { TINY_MODEL_CONFIG } from '../model';
 import { formatSftSummary, resolveSftOptions, runSft, type SftOptions } from '../train/sft';
+import { difficultyArg, fractionArg, intArg, positiveArg } from './args';
+
+export { difficultyArg, fractionArg, intArg, positiveArg } from './args';
 
 export const DEFAULT_SFT_OUT = 'models/sft-policy';
 /** `sophia sft` trains this many steps unless --steps, --epochs or the config file say otherwise (the shipped policy's). */
@@ -67,31 +70,6 @@ export function createProgressReporter(labels: Record<string, string>): { update
       bar = null;
     },
   };
-}
-
-export function intArg(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
-
-export function positiveArg(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got ${JSON.stringify(value)}`);
-  return n;
-}
-
-export function fractionArg(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in [0, 1], got ${JSON.stringify(value)}`);
-  return n;
-}
-
-export function difficultyArg(value: string): 'easy' | 'normal' {
-  if (value !== 'easy' && value !== 'normal') throw new InvalidArgumentError(`expected "easy" or "normal", got ${JSON.stringify(value)}`);
-  return value;
 }
 
 /** Reads a JSON options file (an object); `what` names the command in errors. */

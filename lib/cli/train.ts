@@ -4,7 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { intArg } from './args';
 import { SingleBar } from 'cli-progress';
 import { SophiaError } from '../errors';
 import { infoLines } from './info';
@@ -15,11 +16,6 @@ import { MAIN_JOB, runAblation, type AblationResult } from '../train/ablation';
 
 export { MAIN_JOB, ABLATION_VARIANTS, ABLATION_EVAL_PROBLEMS, ablationComparisons, runAblation } from '../train/ablation';
 
-const intArg = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
-  return n;
-};
 
 const quiet = () => process.env.SOPHIA_QUIET === '1';
 
@@ -85,8 +81,8 @@ export function registerTrain(program: Command): void {
     .option('--config <file>', 'YAML or JSON training config (fields: see TrainConfigSchema)')
     .option('--resume <runDir>', 'continue runs/<name> from its last checkpoint')
     .option('--name <name>', 'run name (folder runs/<name>)')
-    .option('--steps <n>', 'training steps', intArg('--steps'))
-    .option('--seed <n>', 'seed', intArg('--seed'))
+    .option('--steps <n>', 'training steps', intArg(0))
+    .option('--seed <n>', 'seed', intArg(0))
     .action(async (o: { config?: string; resume?: string; name?: string; steps?: number; seed?: number }) => {
       const overrides: Record<string, unknown> = {};
       if (o.name) overrides.name = o.name;
@@ -108,8 +104,8 @@ export function registerTrain(program: Command): void {
   program
     .command('start')
     .description('the main job: Trust-GRPO on the embedded task with the shipped policy and thinking reward model')
-    .option('--steps <n>', 'training steps', intArg('--steps'))
-    .option('--seed <n>', 'seed', intArg('--seed'))
+    .option('--steps <n>', 'training steps', intArg(0))
+    .option('--seed <n>', 'seed', intArg(0))
     .action(async (o: { steps?: number; seed?: number }) => {
       console.log(infoLines().join('\n'));
       const runsDir = 'runs';
@@ -125,8 +121,8 @@ export function registerTrain(program: Command): void {
   program
     .command('ablate')
     .description("the paper's Table 3 rows on the embedded task, several seeds each, the same budget")
-    .option('--seeds <n>', 'seeds per row', intArg('--seeds'), 3)
-    .option('--steps <n>', 'steps per run', intArg('--steps'), 30)
+    .option('--seeds <n>', 'seeds per row', intArg(0), 3)
+    .option('--steps <n>', 'steps per run', intArg(0), 30)
     .option('--name <name>', 'folder runs/<name>', 'ablate')
     .option('--reference', 'also run the reference preset (mode "reference")')
     .action(async (o: { seeds: number; steps: number; name: string; reference?: boolean }) => {
