@@ -62,20 +62,29 @@ export function declaredSize(bytes: Uint8Array): { width: number; height: number
 }
 
 /**
- * Decodes a PNG or JPEG into RGB (alpha dropped). Throws E_IO naming `what` when the bytes do not
- * decode, and E_RANGE, before decoding, when the header declares more than `maxPixels` pixels
- * (default MAX_DECODE_PIXELS): a small file that claims a huge image must not take seconds and GBs.
+ * What every decoder checks before it decodes: image bytes of a known format, a valid pixel limit,
+ * and a header that declares no more pixels than that. Returns the format and the declared pixels.
  */
-export function decodeImage(bytes: Uint8Array, what = 'image', opts: { maxPixels?: number } = {}): RgbImage {
+function checkHeader(bytes: Uint8Array, what: string, maxPixels: number): { format: ImageFormat; pixels: number } {
   if (!(bytes instanceof Uint8Array)) throw new SophiaError('E_TYPE', `${what}: expected image bytes (a Buffer or Uint8Array), got ${describe(bytes)}`);
   const format = imageFormat(bytes);
   if (format === null) throw new SophiaError('E_IO', `${what}: expected PNG or JPEG bytes, got ${bytes.length} bytes of another or no format`);
-  const maxPixels = opts.maxPixels ?? MAX_DECODE_PIXELS;
   if (!(Number.isInteger(maxPixels) && maxPixels >= 1)) throw new SophiaError('E_CONFIG', `decodeImage: maxPixels must be an integer >= 1, got ${describe(maxPixels)}`);
   const size = declaredSize(bytes);
   if (size && size.width * size.height > maxPixels) {
     throw new SophiaError('E_RANGE', `${what}: the ${format.toUpperCase()} declares ${size.width}×${size.height} pixels, over the limit of ${maxPixels} (raise maxDecodePixels to read it)`);
   }
+  return { format, pixels: size ? size.width * size.height : Infinity };
+}
+
+/**
+ * Decodes a PNG or JPEG into RGB (alpha dropped). Throws E_IO naming `what` when the bytes do not
+ * decode, and E_RANGE, before decoding, when the header declares more than `maxPixels` pixels
+ * (default MAX_DECODE_PIXELS): a small file that claims a huge image must not take seconds and GBs.
+ */
+export function decodeImage(bytes: Uint8Array, what = 'image', opts: { maxPixels?: number } = {}): RgbImage {
+  const maxPixels = opts.maxPixels ?? MAX_DECODE_PIXELS;
+  const { format } = checkHeader(bytes, what, maxPixels);
   try {
     if (format === 'png') {
       const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -231,18 +240,6 @@ function decodeOffThread(op: 'decode' | 'png', bytes: Uint8Array, maxPixels: num
     d.worker.ref();
     d.worker.postMessage({ id, op, bytes, maxPixels });
   });
-}
-
-/** Format and declared-size checks shared by the async decoders; returns the format and the declared pixels. */
-function checkHeader(bytes: Uint8Array, what: string, maxPixels: number): { format: ImageFormat; pixels: number } {
-  if (!(bytes instanceof Uint8Array)) throw new SophiaError('E_TYPE', `${what}: expected image bytes (a Buffer or Uint8Array), got ${describe(bytes)}`);
-  const format = imageFormat(bytes);
-  if (format === null) throw new SophiaError('E_IO', `${what}: expected PNG or JPEG bytes, got ${bytes.length} bytes of another or no format`);
-  const size = declaredSize(bytes);
-  if (size && size.width * size.height > maxPixels) {
-    throw new SophiaError('E_RANGE', `${what}: the ${format.toUpperCase()} declares ${size.width}×${size.height} pixels, over the limit of ${maxPixels} (raise maxDecodePixels to read it)`);
-  }
-  return { format, pixels: size ? size.width * size.height : Infinity };
 }
 
 /**
