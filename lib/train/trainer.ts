@@ -691,7 +691,7 @@ export class TrustGrpoTrainer {
       lr: u.lr,
       responseTokens,
       meanResponseLength: responseTokens / n,
-      truncated: samples.filter((x) => !Array.from(x.tokens).includes(this.policy.tokenizer.special.eos)).length / n,
+      truncated: samples.filter((x) => !x.tokens.includes(this.policy.tokenizer.special.eos)).length / n,
       rmCalls: w.calls,
       rmFailures: w.failures,
     };
