@@ -121,6 +121,11 @@ std::string Args::oneOf(const char* key, const char* def, std::initializer_list<
   fail("E_CONFIG", name(key) + " must be one of " + list + ", got " + describe(v));
 }
 
+// Bytes per element of the typed arrays arguments use.
+static int64_t elem_bytes(napi_typedarray_type type) {
+  return type == napi_float32_array || type == napi_int32_array ? 4 : type == napi_uint16_array ? 2 : 1;
+}
+
 View Args::array(const char* key, napi_typedarray_type type, bool required, bool allowDevice) const {
   View view;
   Napi::Value v = obj.Get(key);
@@ -130,7 +135,7 @@ View Args::array(const char* key, napi_typedarray_type type, bool required, bool
   }
   if (allowDevice && is_device_buffer(obj.Env(), v)) {
     view = device_view(v);
-    int64_t elem = type == napi_float32_array || type == napi_int32_array ? 4 : type == napi_uint16_array ? 2 : 1;
+    const int64_t elem = elem_bytes(type);
     view.length /= elem;
     return view;
   }
@@ -155,7 +160,7 @@ View Args::array(const char* key, napi_typedarray_type type, bool required, bool
 View Args::copy(const char* key, napi_typedarray_type type, bool required) const {
   View view = array(key, type, required);
   if (!view.present || view.onDevice) return view;
-  const size_t bytes = size_t(view.length) * (type == napi_float32_array || type == napi_int32_array ? 4 : type == napi_uint16_array ? 2 : 1);
+  const size_t bytes = size_t(view.length) * size_t(elem_bytes(type));
   auto store = std::make_shared<std::vector<uint8_t>>(bytes);
   if (bytes) std::memcpy(store->data(), view.data, bytes);
   view.data = store->data();
